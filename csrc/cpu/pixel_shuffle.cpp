@@ -1,0 +1,139 @@
+// pixel_shuffle on CPU, with the optional fused epilogue of SwinIR's tail:
+//   out[b, c, oh, ow] = x[b, c*r*r + (oh % r)*r + (ow % r), oh / r, ow / r] * scale[c] + bias[c]
+// for oh < out_h <= H*r, ow < out_w <= W*r (the crop). Works on NCHW and channels_last tensors
+// through their strides; the output takes the input's memory format, as F.pixel_shuffle does.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <vector>
+
+#include "../checks.h"
+
+namespace swinir_kernels {
+namespace {
+
+// Same rule as swinir_kernels/_registrations.py's fake kernel, so shapes and strides agree.
+at::MemoryFormat output_memory_format(const at::Tensor& t) {
+  return (t.is_contiguous(at::MemoryFormat::ChannelsLast) && !t.is_contiguous()) ? at::MemoryFormat::ChannelsLast
+                                                                               : at::MemoryFormat::Contiguous;
+}
+
+template <typename T>
+std::vector<T> per_channel(const c10::optional<at::Tensor>& t, int64_t channels, T fill) {
+  if (!t.has_value()) return std::vector<T>(channels, fill);
+  auto values = t->to(at::kDouble).contiguous().expand({channels}).contiguous();
+  const double* p = values.const_data_ptr<double>();
+  return std::vector<T>(p, p + channels);
+}
+
+// Visits every cropped output pixel once, calling visit(out_offset, in_offset, c), with
+// (B, C, out_h, out_w) output strides `os` and (B, C*r*r, H, W) input strides `is`.
+template <typename Visit>
+void for_each_shuffled(int64_t B, int64_t C, int64_t out_h, int64_t out_w, int64_t r, at::IntArrayRef os,
+                       at::IntArrayRef is, bool channels_innermost, const Visit& visit) {
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, C * out_w));
+  at::parallel_for(0, B * out_h, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t b = row / out_h, oh = row % out_h;
+      const int64_t out_row = b * os[0] + oh * os[2];
+      const int64_t in_row = b * is[0] + (oh % r) * r * is[1] + (oh / r) * is[2];
+      auto visit_pixel = [&](int64_t c, int64_t ow) {
+        visit(out_row + c * os[1] + ow * os[3], in_row + (c * r * r + ow % r) * is[1] + (ow / r) * is[3], c);
+      };
+      if (channels_innermost) {
+        for (int64_t ow = 0; ow < out_w; ++ow)
+          for (int64_t c = 0; c < C; ++c) visit_pixel(c, ow);
+      } else {
+        for (int64_t c = 0; c < C; ++c)
+          for (int64_t ow = 0; ow < out_w; ++ow) visit_pixel(c, ow);
+      }
+    }
+  });
+}
+
+void check_epilogue(const c10::optional<at::Tensor>& t, int64_t channels, const at::Tensor& x, const char* name) {
+  if (!t.has_value()) return;
+  check_same_device(x, *t, "x", name);
+  TORCH_CHECK_VALUE(t->numel() == channels || t->numel() == 1, name, ": expected ", channels,
+                    " values (one per output channel) or 1, got shape ", t->sizes());
+}
+
+}  // namespace
+
+at::Tensor pixel_shuffle_forward_cpu(const at::Tensor& x, int64_t r, const c10::optional<at::Tensor>& scale,
+                                     const c10::optional<at::Tensor>& bias, int64_t out_h, int64_t out_w) {
+  check_dim(x, 4, "x", "(B, C*r*r, H, W)");
+  TORCH_CHECK_VALUE(r > 0, "upscale_factor: expected a positive integer, got ", r);
+  TORCH_CHECK_VALUE(x.size(1) % (r * r) == 0, "x.shape[1]: expected a multiple of upscale_factor**2=", r * r,
+                    ", got ", x.size(1));
+  const int64_t B = x.size(0), C = x.size(1) / (r * r), H = x.size(2), W = x.size(3);
+  TORCH_CHECK_VALUE(0 <= out_h && out_h <= H * r, "out_h: expected 0..", H * r, ", got ", out_h);
+  TORCH_CHECK_VALUE(0 <= out_w && out_w <= W * r, "out_w: expected 0..", W * r, ", got ", out_w);
+  check_epilogue(scale, C, x, "scale");
+  check_epilogue(bias, C, x, "bias");
+  const auto format = output_memory_format(x);
+  const auto src = x.contiguous(format);
+  auto out = at::empty({B, C, out_h, out_w}, x.options().memory_format(format));
+  if (out.numel() == 0) return out;
+  const bool channels_last = format == at::MemoryFormat::ChannelsLast;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "pixel_shuffle_forward_cpu", [&] {
+    const scalar_t* in = src.const_data_ptr<scalar_t>();
+    scalar_t* o = out.mutable_data_ptr<scalar_t>();
+    if (!scale.has_value() && !bias.has_value()) {
+      for_each_shuffled(B, C, out_h, out_w, r, out.strides(), src.strides(), channels_last,
+                        [&](int64_t oo, int64_t io, int64_t) { o[oo] = in[io]; });
+      return;
+    }
+    // The epilogue runs in opmath (fp32 for half/bf16) and rounds once.
+    using opmath_t = at::opmath_type<scalar_t>;
+    const auto a = per_channel<opmath_t>(scale, C, 1), b = per_channel<opmath_t>(bias, C, 0);
+    for_each_shuffled(B, C, out_h, out_w, r, out.strides(), src.strides(), channels_last,
+                      [&](int64_t oo, int64_t io, int64_t c) {
+                        o[oo] = static_cast<scalar_t>(static_cast<opmath_t>(in[io]) * a[c] + b[c]);
+                      });
+  });
+  return out;
+}
+
+at::Tensor pixel_shuffle_backward_cpu(const at::Tensor& grad_out, int64_t r, const c10::optional<at::Tensor>& scale,
+                                      int64_t H, int64_t W) {
+  check_dim(grad_out, 4, "grad_out", "(B, C, out_h, out_w)");
+  const int64_t B = grad_out.size(0), C = grad_out.size(1), out_h = grad_out.size(2), out_w = grad_out.size(3);
+  TORCH_CHECK_VALUE(out_h <= H * r && out_w <= W * r, "grad_out: spatial size ", out_h, "x", out_w,
+                    " exceeds the shuffled input size ", H * r, "x", W * r);
+  check_epilogue(scale, C, grad_out, "scale");
+  const auto format = output_memory_format(grad_out);
+  const auto g = grad_out.contiguous(format);
+  // Cropped-away pixels get no gradient: start from zeros only when the crop dropped any.
+  const bool cropped = out_h < H * r || out_w < W * r;
+  auto options = grad_out.options().memory_format(format);
+  auto grad_x = cropped ? at::zeros({B, C * r * r, H, W}, options) : at::empty({B, C * r * r, H, W}, options);
+  if (g.numel() == 0) return grad_x;
+  const bool channels_last = format == at::MemoryFormat::ChannelsLast;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.scalar_type(), "pixel_shuffle_backward_cpu", [&] {
+    const scalar_t* go = g.const_data_ptr<scalar_t>();
+    scalar_t* gi = grad_x.mutable_data_ptr<scalar_t>();
+    if (!scale.has_value()) {
+      for_each_shuffled(B, C, out_h, out_w, r, g.strides(), grad_x.strides(), channels_last,
+                        [&](int64_t oo, int64_t io, int64_t) { gi[io] = go[oo]; });
+      return;
+    }
+    using opmath_t = at::opmath_type<scalar_t>;
+    const auto a = per_channel<opmath_t>(scale, C, 1);
+    for_each_shuffled(B, C, out_h, out_w, r, g.strides(), grad_x.strides(), channels_last,
+                      [&](int64_t oo, int64_t io, int64_t c) {
+                        gi[io] = static_cast<scalar_t>(static_cast<opmath_t>(go[oo]) * a[c]);
+                      });
+  });
+  return grad_x;
+}
+
+TORCH_LIBRARY_IMPL(swinir_kernels, CPU, m) {
+  m.impl("pixel_shuffle", &pixel_shuffle_forward_cpu);
+  m.impl("_pixel_shuffle_backward", &pixel_shuffle_backward_cpu);
+}
+
+}  // namespace swinir_kernels

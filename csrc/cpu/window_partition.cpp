@@ -1,0 +1,90 @@
+// window_partition / window_reverse on CPU: cyclic shift and window (un)partition in one pass.
+// A pure permutation, so the kernel moves bytes (any dtype) and each op is the other's backward.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <cstring>
+
+#include "../checks.h"
+
+namespace swinir_kernels {
+namespace {
+
+// Image layout (B, H, W, C) <-> window layout (B*nW, ws*ws, C). The rolled image row/column (hr, wr)
+// reads image pixel ((hr + shift) mod H, (wr + shift) mod W) and is token (hr % ws, wr % ws) of
+// window (b, hr / ws, wr / ws); windows are batch-major, then row-major over the window grid.
+void copy_windows(const char* image_in, char* image_out, const char* windows_in, char* windows_out, int64_t B,
+                  int64_t H, int64_t W, int64_t pixel_bytes, int64_t ws, int64_t shift) {
+  const bool to_windows = image_in != nullptr;
+  const int64_t windows_per_row = W / ws;
+  const int64_t windows_per_image = (H / ws) * windows_per_row;
+  const int64_t shift_h = positive_mod(shift, H);
+  const int64_t shift_w = positive_mod(shift, W);
+  // Each task copies whole image rows; aim for ~64 KiB per task so small images stay serial.
+  const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(1, W * pixel_bytes));
+  at::parallel_for(0, B * H, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t b = row / H, hr = row % H;
+      const int64_t image_row = (b * H + (hr + shift_h) % H) * W * pixel_bytes;
+      const int64_t window_base = b * windows_per_image + (hr / ws) * windows_per_row;
+      for (int64_t wc = 0; wc < windows_per_row; ++wc) {
+        const int64_t window_row = ((window_base + wc) * ws * ws + (hr % ws) * ws) * pixel_bytes;
+        // The ws pixels of this window row start at image column w0 and wrap around at most once.
+        const int64_t w0 = (wc * ws + shift_w) % W;
+        const int64_t first = std::min(ws, W - w0) * pixel_bytes;
+        const int64_t rest = ws * pixel_bytes - first;
+        if (to_windows) {
+          std::memcpy(windows_out + window_row, image_in + image_row + w0 * pixel_bytes, first);
+          if (rest) std::memcpy(windows_out + window_row + first, image_in + image_row, rest);
+        } else {
+          std::memcpy(image_out + image_row + w0 * pixel_bytes, windows_in + window_row, first);
+          if (rest) std::memcpy(image_out + image_row, windows_in + window_row + first, rest);
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+at::Tensor window_partition_forward_cpu(const at::Tensor& x, int64_t window_size, int64_t shift) {
+  check_dim(x, 4, "x", "(B, H, W, C)");
+  const int64_t B = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
+  check_multiple(H, window_size, "x.shape[1] (H)");
+  check_multiple(W, window_size, "x.shape[2] (W)");
+  const int64_t num_windows = B * (H / window_size) * (W / window_size);
+  auto out = at::empty({num_windows, window_size * window_size, C}, x.options());
+  if (out.numel() == 0) return out;
+  const auto src = x.contiguous();
+  copy_windows(static_cast<const char*>(src.const_data_ptr()), nullptr, nullptr,
+               static_cast<char*>(out.mutable_data_ptr()), B, H, W, C * x.element_size(), window_size, shift);
+  return out;
+}
+
+at::Tensor window_reverse_forward_cpu(const at::Tensor& windows, int64_t window_size, int64_t H, int64_t W,
+                                      int64_t shift) {
+  check_dim(windows, 3, "windows", "(B*nW, ws*ws, C)");
+  check_multiple(H, window_size, "H");
+  check_multiple(W, window_size, "W");
+  const int64_t windows_per_image = (H / window_size) * (W / window_size);
+  TORCH_CHECK_VALUE(windows.size(1) == window_size * window_size, "windows.shape[1]: expected window_size**2=",
+                    window_size * window_size, ", got ", windows.size(1));
+  TORCH_CHECK_VALUE(windows_per_image > 0 && windows.size(0) % windows_per_image == 0,
+                    "windows.shape[0]: expected a multiple of the windows per image (H/ws)*(W/ws)=",
+                    windows_per_image, ", got ", windows.size(0));
+  const int64_t B = windows.size(0) / windows_per_image, C = windows.size(2);
+  auto out = at::empty({B, H, W, C}, windows.options());
+  if (out.numel() == 0) return out;
+  const auto src = windows.contiguous();
+  copy_windows(nullptr, static_cast<char*>(out.mutable_data_ptr()), static_cast<const char*>(src.const_data_ptr()),
+               nullptr, B, H, W, C * windows.element_size(), window_size, shift);
+  return out;
+}
+
+TORCH_LIBRARY_IMPL(swinir_kernels, CPU, m) {
+  m.impl("window_partition", &window_partition_forward_cpu);
+  m.impl("window_reverse", &window_reverse_forward_cpu);
+}
+
+}  // namespace swinir_kernels

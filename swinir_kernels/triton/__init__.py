@@ -1,0 +1,18 @@
+"""Triton backend: one module per op, each defining its kernels and a ``swinir_kernels::<op>_triton``
+custom op (fake and autograd shared with the C++ ops through swinir_kernels/_registrations.py).
+
+``torch.library.custom_op`` rather than ``triton_op``: under TRITON_INTERPRET=1 on CPU tensors (CI),
+triton_op's fake path launches the kernel on meta tensors and breaks torch.compile and opcheck.
+
+UNAVAILABLE is None when Triton imports, else the reason it cannot be used; OPS names the public ops
+that have a Triton kernel, each exposed here as a function with the reference's positional signature.
+"""
+
+try:
+    import triton  # noqa: F401
+except ImportError as error:
+    UNAVAILABLE: str | None = f"triton is not installed ({error}); `pip install triton`"
+else:
+    UNAVAILABLE = None
+
+OPS: frozenset = frozenset()

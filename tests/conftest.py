@@ -1,0 +1,37 @@
+import os
+
+import pytest
+import torch
+
+import swinir_kernels
+from swinir_kernels import _backend
+
+HAS_CUDA = torch.cuda.is_available()
+HAS_C_EXTENSION = _backend.C_EXTENSION_ERROR is None
+TRITON_INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+SHARED_TESTSETS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "testsets")
+
+needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
+
+
+def devices():
+    """CPU always; CUDA as a param that is skipped without a GPU (torchvision's cpu_and_cuda)."""
+    return ["cpu", pytest.param("cuda", marks=[needs_cuda, pytest.mark.cuda])]
+
+
+def backend_available(backend: str, op: str, tensor: torch.Tensor) -> str | None:
+    """None if `backend` can run `op` on `tensor` here, else why not (for pytest.skip)."""
+    return _backend._cannot_run(backend, op, tensor)
+
+
+def skip_unless_runs(backend: str, op: str, tensor: torch.Tensor) -> None:
+    why_not = backend_available(backend, op, tensor)
+    if why_not is not None:
+        pytest.skip(f"{backend} cannot run {op} here: {why_not}")
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_backend():
+    torch.manual_seed(0)
+    with swinir_kernels.use_backend("auto"):
+        yield
