@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The GPU script: on a machine with CUDA, in one call, build with CUDA, run the whole test suite
+# (CUDA-only tests included), run every benchmark, and leave logs and CSV rows in OUTDIR.
+#   usage: bash bench/gpu_check.sh OUTDIR [pytest args...]
+# With the device tool: run(command="bash bench/gpu_check.sh $OUT") from the repository root.
+# Exit status: non-zero if the build or any test failed (benchmarks run regardless).
+set -uo pipefail
+out=${1:?usage: bash bench/gpu_check.sh OUTDIR [pytest args...]}
+shift
+mkdir -p "$out"
+cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1 SWINIR_KERNELS_CUDA=1 MAX_JOBS=${MAX_JOBS:-$(nproc)}
+status=0
+
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  python3 -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__, torch.cuda.get_device_name())"
+  git rev-parse HEAD 2>/dev/null || echo "commit: unknown (not a git checkout)"
+} 2>&1 | tee "$out/env.txt"
+
+echo "== build (CUDA, TORCH_CUDA_ARCH_LIST defaults to this GPU's arch)"
+if ! python3 setup.py build_ext --inplace >"$out/build.log" 2>&1; then
+  tail -40 "$out/build.log"; echo "BUILD FAILED"; exit 1
+fi
+tail -3 "$out/build.log"
+
+echo "== tests (all, CUDA included)"
+python3 -m pytest -q -rs -p no:cacheprovider --junitxml="$out/tests.xml" "$@" 2>&1 | tee "$out/tests.log" | tail -30
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+
+echo "== benchmarks"
+for script in bench/bench_*.py; do
+  echo "-- $script"
+  python3 "$script" --results-dir "$out" >>"$out/bench.log" 2>&1 || { echo "$script FAILED (see bench.log)"; status=1; }
+done
+for dtype in bf16 fp32; do
+  python3 bench/profile_swinir.py --dtype $dtype --results-dir "$out" >>"$out/bench.log" 2>&1 || { echo "profile $dtype FAILED"; status=1; }
+done
+tail -60 "$out/bench.log"
+ls -la "$out"
+exit $status
