@@ -10,21 +10,15 @@
 
 #include <vector>
 
-#include "../checks.h"
+#include "../pixel_shuffle_args.h"
 
 namespace swinir_kernels {
 namespace {
 
-// Same rule as swinir_kernels/_registrations.py's fake kernel, so shapes and strides agree.
-at::MemoryFormat output_memory_format(const at::Tensor& t) {
-  return (t.is_contiguous(at::MemoryFormat::ChannelsLast) && !t.is_contiguous()) ? at::MemoryFormat::ChannelsLast
-                                                                               : at::MemoryFormat::Contiguous;
-}
-
 template <typename T>
 std::vector<T> per_channel(const c10::optional<at::Tensor>& t, int64_t channels, T fill) {
   if (!t.has_value()) return std::vector<T>(channels, fill);
-  auto values = t->to(at::kDouble).contiguous().expand({channels}).contiguous();
+  auto values = t->to(at::kDouble).reshape({-1}).expand({channels}).contiguous();
   const double* p = values.const_data_ptr<double>();
   return std::vector<T>(p, p + channels);
 }
@@ -54,27 +48,13 @@ void for_each_shuffled(int64_t B, int64_t C, int64_t out_h, int64_t out_w, int64
   });
 }
 
-void check_epilogue(const c10::optional<at::Tensor>& t, int64_t channels, const at::Tensor& x, const char* name) {
-  if (!t.has_value()) return;
-  check_same_device(x, *t, "x", name);
-  TORCH_CHECK_VALUE(t->numel() == channels || t->numel() == 1, name, ": expected ", channels,
-                    " values (one per output channel) or 1, got shape ", t->sizes());
-}
-
 }  // namespace
 
 at::Tensor pixel_shuffle_forward_cpu(const at::Tensor& x, int64_t r, const c10::optional<at::Tensor>& scale,
                                      const c10::optional<at::Tensor>& bias, int64_t out_h, int64_t out_w) {
-  check_dim(x, 4, "x", "(B, C*r*r, H, W)");
-  TORCH_CHECK_VALUE(r > 0, "upscale_factor: expected a positive integer, got ", r);
-  TORCH_CHECK_VALUE(x.size(1) % (r * r) == 0, "x.shape[1]: expected a multiple of upscale_factor**2=", r * r,
-                    ", got ", x.size(1));
-  const int64_t B = x.size(0), C = x.size(1) / (r * r), H = x.size(2), W = x.size(3);
-  TORCH_CHECK_VALUE(0 <= out_h && out_h <= H * r, "out_h: expected 0..", H * r, ", got ", out_h);
-  TORCH_CHECK_VALUE(0 <= out_w && out_w <= W * r, "out_w: expected 0..", W * r, ", got ", out_w);
-  check_epilogue(scale, C, x, "scale");
-  check_epilogue(bias, C, x, "bias");
-  const auto format = output_memory_format(x);
+  const ShuffleDims d = pixel_shuffle_dims(x, r, scale, bias, out_h, out_w);
+  const int64_t B = d.batch, C = d.channels;
+  const auto format = shuffle_memory_format(x);
   const auto src = x.contiguous(format);
   auto out = at::empty({B, C, out_h, out_w}, x.options().memory_format(format));
   if (out.numel() == 0) return out;
@@ -100,12 +80,9 @@ at::Tensor pixel_shuffle_forward_cpu(const at::Tensor& x, int64_t r, const c10::
 
 at::Tensor pixel_shuffle_backward_cpu(const at::Tensor& grad_out, int64_t r, const c10::optional<at::Tensor>& scale,
                                       int64_t H, int64_t W) {
-  check_dim(grad_out, 4, "grad_out", "(B, C, out_h, out_w)");
-  const int64_t B = grad_out.size(0), C = grad_out.size(1), out_h = grad_out.size(2), out_w = grad_out.size(3);
-  TORCH_CHECK_VALUE(out_h <= H * r && out_w <= W * r, "grad_out: spatial size ", out_h, "x", out_w,
-                    " exceeds the shuffled input size ", H * r, "x", W * r);
-  check_epilogue(scale, C, grad_out, "scale");
-  const auto format = output_memory_format(grad_out);
+  const ShuffleDims d = pixel_shuffle_backward_dims(grad_out, r, scale, H, W);
+  const int64_t B = d.batch, C = d.channels, out_h = d.out_h, out_w = d.out_w;
+  const auto format = shuffle_memory_format(grad_out);
   const auto g = grad_out.contiguous(format);
   // Cropped-away pixels get no gradient: start from zeros only when the crop dropped any.
   const bool cropped = out_h < H * r || out_w < W * r;

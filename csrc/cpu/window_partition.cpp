@@ -6,7 +6,7 @@
 
 #include <cstring>
 
-#include "../checks.h"
+#include "../window_partition_args.h"
 
 namespace swinir_kernels {
 namespace {
@@ -49,36 +49,24 @@ void copy_windows(const char* image_in, char* image_out, const char* windows_in,
 }  // namespace
 
 at::Tensor window_partition_forward_cpu(const at::Tensor& x, int64_t window_size, int64_t shift) {
-  check_dim(x, 4, "x", "(B, H, W, C)");
-  const int64_t B = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
-  check_multiple(H, window_size, "x.shape[1] (H)");
-  check_multiple(W, window_size, "x.shape[2] (W)");
-  const int64_t num_windows = B * (H / window_size) * (W / window_size);
-  auto out = at::empty({num_windows, window_size * window_size, C}, x.options());
+  const ImageDims d = window_partition_dims(x, window_size);
+  auto out = at::empty({num_windows(d, window_size), window_size * window_size, d.channels}, x.options());
   if (out.numel() == 0) return out;
   const auto src = x.contiguous();
   copy_windows(static_cast<const char*>(src.const_data_ptr()), nullptr, nullptr,
-               static_cast<char*>(out.mutable_data_ptr()), B, H, W, C * x.element_size(), window_size, shift);
+               static_cast<char*>(out.mutable_data_ptr()), d.batch, d.height, d.width, d.channels * x.element_size(),
+               window_size, shift);
   return out;
 }
 
 at::Tensor window_reverse_forward_cpu(const at::Tensor& windows, int64_t window_size, int64_t H, int64_t W,
                                       int64_t shift) {
-  check_dim(windows, 3, "windows", "(B*nW, ws*ws, C)");
-  check_multiple(H, window_size, "H");
-  check_multiple(W, window_size, "W");
-  const int64_t windows_per_image = (H / window_size) * (W / window_size);
-  TORCH_CHECK_VALUE(windows.size(1) == window_size * window_size, "windows.shape[1]: expected window_size**2=",
-                    window_size * window_size, ", got ", windows.size(1));
-  TORCH_CHECK_VALUE(windows_per_image > 0 && windows.size(0) % windows_per_image == 0,
-                    "windows.shape[0]: expected a multiple of the windows per image (H/ws)*(W/ws)=",
-                    windows_per_image, ", got ", windows.size(0));
-  const int64_t B = windows.size(0) / windows_per_image, C = windows.size(2);
-  auto out = at::empty({B, H, W, C}, windows.options());
+  const ImageDims d = window_reverse_dims(windows, window_size, H, W);
+  auto out = at::empty({d.batch, H, W, d.channels}, windows.options());
   if (out.numel() == 0) return out;
   const auto src = windows.contiguous();
   copy_windows(nullptr, static_cast<char*>(out.mutable_data_ptr()), static_cast<const char*>(src.const_data_ptr()),
-               nullptr, B, H, W, C * windows.element_size(), window_size, shift);
+               nullptr, d.batch, H, W, d.channels * windows.element_size(), window_size, shift);
   return out;
 }
 

@@ -1,0 +1,60 @@
+// Fused window attention (forward and backward) on CUDA, plain CUDA side (no torch headers). Serves
+// window_attention (window layout, optional mask tensor) and shifted_window_attention (image layout,
+// roll + partition + official shift mask as index arithmetic).
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "element_type.h"
+
+namespace swinir_kernels {
+namespace cuda {
+
+constexpr int kAttentionMaxTokens = 64;   // N = ws*ws: 49 or 64 in SwinIR
+constexpr int kAttentionMaxHeadDim = 64;  // hd = C / nH
+// Windows whose bias gradients one backward block sums before writing its partial; fixed, so the
+// summation order (and the result) does not depend on the GPU or the launch.
+constexpr int kAttentionWindowsPerGroup = 16;
+
+// Per window w and head h: out = softmax(scale * q k^T + rel_bias[h] + mask_w) v, with q, k, v the
+// head's (N, hd) slices of qkv's [q | k | v] channels. Tensors are contiguous. "Compute type" below is
+// double for float64 qkv and float otherwise; rel_bias, mask and the bias gradients are in it.
+struct WindowAttentionParams {
+  const void* qkv;       // window layout (B*nW, N, 3C); image layout (B, H, W, 3C); in `dtype`
+  void* out;             // qkv's layout with C channels (forward only)
+  const void* rel_bias;  // (nH, N, N), compute type
+  const void* mask;      // window layout only: (mask_windows, N, N), compute type, window w uses w % mask_windows; or null
+  int64_t mask_windows;
+  int64_t num_windows;  // B*nW
+  int tokens, num_heads, head_dim;
+  double scale;
+  // Image layout: window w = (b, wr, wc) row-major over the (H/ws, W/ws) grid, token (ti, tj) is pixel
+  // ((wr*ws + ti + shift) mod H, (wc*ws + tj + shift) mod W); with shift > 0 the official -100 mask
+  // separates the 3x3 regions cut at H-ws, H-shift (rows) and W-ws, W-shift (columns) of the rolled image.
+  bool image_layout;
+  int64_t height, width;
+  int window_size, shift;
+  ElementType dtype;
+};
+
+struct WindowAttentionBackwardParams {
+  WindowAttentionParams inputs;  // qkv, rel_bias, mask and sizes; inputs.out is unused
+  const void* grad_out;          // qkv's layout with C channels, in `dtype`
+  void* grad_qkv;                // qkv's layout, in `dtype`; every element is written
+  void* grad_bias_partials;      // (window_attention_backward_groups(), nH, N, N), compute type: scratch
+  void* grad_bias;               // (nH, N, N), compute type: the partials summed in group order
+};
+
+// Number of window groups, i.e. the first dim of grad_bias_partials.
+int64_t window_attention_backward_groups(int64_t num_windows);
+
+// Dynamic shared memory one block needs (the bindings check it against the device's opt-in limit).
+size_t window_attention_shared_bytes(const WindowAttentionParams& params, bool backward);
+
+cudaError_t launch_window_attention_forward(const WindowAttentionParams& params, cudaStream_t stream);
+cudaError_t launch_window_attention_backward(const WindowAttentionBackwardParams& params, cudaStream_t stream);
+
+}  // namespace cuda
+}  // namespace swinir_kernels
