@@ -122,13 +122,13 @@ def _pixel_shuffle_bwd_kernel(
     tl.store(grad_x + b * gx_sb + k * gx_sc + ih * gx_sh + iw * gx_sw, value, mask=ok)
 
 
-def _per_channel(t: torch.Tensor | None, channels: int, compute: torch.dtype, like: torch.Tensor) -> torch.Tensor:
+def _per_channel(name: str, t: torch.Tensor | None, channels: int, compute: torch.dtype, like: torch.Tensor) -> torch.Tensor:
     """A (channels,) contiguous vector in the compute dtype (a 1-value tensor is broadcast); a 1-element
     placeholder when absent, so the kernel's pointer still has the compute dtype."""
     if t is None:
         return torch.empty(1, dtype=compute, device=like.device)
     if t.numel() not in (1, channels):
-        raise ValueError(f"expected {channels} values (one per output channel) or 1, got shape {tuple(t.shape)}")
+        raise ValueError(f"{name}: expected {channels} values (one per output channel) or 1, got shape {tuple(t.shape)}")
     return t.to(compute).reshape(-1).expand(channels).contiguous()
 
 
@@ -168,7 +168,7 @@ def pixel_shuffle(x, upscale_factor, scale, bias, out_h, out_w):
     _launch(
         _pixel_shuffle_fwd_kernel,
         out,
-        (src, dst, _per_channel(scale, C, compute, x), _per_channel(bias, C, compute, x)),
+        (src, dst, _per_channel("scale", scale, C, compute, x), _per_channel("bias", bias, C, compute, x)),
         sizes=(C, out_h, out_w),
         strides=(*x.stride(), *out.stride()),
         R=r,
@@ -204,7 +204,7 @@ def pixel_shuffle_backward(grad_out, upscale_factor, scale, H, W):
     _launch(
         _pixel_shuffle_bwd_kernel,
         grad_x,
-        (src, dst, _per_channel(scale, C, compute, grad_out)),
+        (src, dst, _per_channel("scale", scale, C, compute, grad_out)),
         sizes=(C * r * r, H, W, out_h, out_w),
         strides=(*grad_out.stride(), *grad_x.stride()),
         R=r,
