@@ -77,13 +77,18 @@ def register_pixel_shuffle(forward: str, backward: str) -> None:
         grad_scale = grad_bias = None
         if ctx.needs_input_grad[2]:
             unscaled = torch.nn.functional.pixel_shuffle(x, r)[:, :, : grad.shape[2], : grad.shape[3]]
-            per_channel = (grad.float() * unscaled.float()).sum((0, 2, 3))
+            per_channel = (_opmath(grad) * _opmath(unscaled)).sum((0, 2, 3))
             grad_scale = _per_channel_grad(per_channel, scale.shape, scale.dtype)
         if ctx.needs_input_grad[3]:
-            grad_bias = _per_channel_grad(grad.float().sum((0, 2, 3)), *ctx.bias_like)
+            grad_bias = _per_channel_grad(_opmath(grad).sum((0, 2, 3)), *ctx.bias_like)
         return grad_x, None, grad_scale, grad_bias, None, None
 
     torch.library.register_autograd(forward, backward_fn, setup_context=setup)
+
+
+def _opmath(t: torch.Tensor) -> torch.Tensor:
+    """fp32 for half types (sums accumulate in fp32), fp64 stays fp64."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
 
 
 def _per_channel_grad(per_channel: torch.Tensor, shape: torch.Size, dtype: torch.dtype) -> torch.Tensor:

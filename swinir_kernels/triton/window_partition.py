@@ -1,0 +1,166 @@
+"""Triton window_partition / window_reverse: cyclic shift and window (un)partition in one copy.
+
+Both directions are one permutation kernel. Program p copies BLOCK_P consecutive tokens of the
+window layout (B*nW, ws*ws, C) times all C channels (in BLOCK_C-wide chunks) to or from the image
+layout (B, H, W, C); the shift is modular index arithmetic, so no rolled copy is made. The ops move
+bits only, so floating tensors are viewed as same-width integers: exact for every dtype, including
+bfloat16 under the Triton interpreter (which mishandles bfloat16 arithmetic, not integer copies).
+
+Custom ops ``swinir_kernels::window_partition_triton`` and ``swinir_kernels::window_reverse_triton``
+take the same arguments as the C++ schemas; fakes and autograd come from
+:func:`swinir_kernels._registrations.register_permutations` (each op is the other's backward).
+"""
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+from .. import _registrations
+
+# Same-width integer types for bit-exact copies of any floating dtype.
+_BITS_DTYPE = {2: torch.int16, 4: torch.int32, 8: torch.int64, 1: torch.int8}
+
+
+def interpreting() -> bool:
+    """True when Triton runs kernels with its CPU interpreter (TRITON_INTERPRET=1)."""
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def as_bits(t: torch.Tensor) -> torch.Tensor:
+    """The same memory viewed as a same-width integer tensor (strides unchanged)."""
+    return t if not t.is_floating_point() else t.view(_BITS_DTYPE[t.element_size()])
+
+
+def tile_sizes(inner: int, interpreter: bool) -> tuple[int, int]:
+    """(rows, inner width) of one program's tile: the inner width a power of two >= `inner` (at most
+    256, wider extents loop), and rows so that a tile holds ~4K elements on a GPU, or ~32K under the
+    interpreter, where every program costs milliseconds of Python overhead."""
+    width = min(triton.next_power_of_2(max(inner, 1)), 256)
+    elements = 32768 if interpreter else 4096
+    return max(1, elements // width), width
+
+
+@triton.jit
+def _window_permute_kernel(
+    src,
+    dst,
+    num_tokens,  # B*nW*ws*ws: tokens of the window layout (= pixels of the image)
+    C,
+    H,
+    W,
+    shift_h,  # the shift reduced to [0, H) and [0, W)
+    shift_w,
+    image_sb,  # image (B, H, W, C) strides, in elements
+    image_sh,
+    image_sw,
+    image_sc,
+    win_sw,  # window layout (B*nW, ws*ws, C) strides
+    win_st,
+    win_sc,
+    WS: tl.constexpr,
+    TO_WINDOWS: tl.constexpr,  # True: image -> windows (partition); False: windows -> image (reverse)
+    BLOCK_P: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+):
+    """windows[w, t, c] <-> image[b, (wr*ws + t // ws + shift) mod H, (wc*ws + t % ws + shift) mod W, c]
+    with w = (b*nH + wr)*nW + wc over the (nH, nW) = (H/ws, W/ws) window grid."""
+    pid = tl.program_id(0).to(tl.int64)  # int64 offsets: B*H*W*C may exceed 2**31
+    token = pid * BLOCK_P + tl.arange(0, BLOCK_P)  # (BLOCK_P,) window-layout token ids
+    token_ok = token < num_tokens
+    windows_per_row = W // WS
+    window = token // (WS * WS)
+    in_window = token % (WS * WS)
+    grid_pos = window % ((H // WS) * windows_per_row)
+    b = window // ((H // WS) * windows_per_row)
+    h = (grid_pos // windows_per_row) * WS + in_window // WS + shift_h  # in [0, 2H)
+    w = (grid_pos % windows_per_row) * WS + in_window % WS + shift_w
+    h = tl.where(h >= H, h - H, h)
+    w = tl.where(w >= W, w - W, w)
+    image_row = b * image_sb + h * image_sh + w * image_sw  # (BLOCK_P,)
+    window_row = window * win_sw + in_window * win_st
+    for c0 in range(0, C, BLOCK_C):
+        c = c0 + tl.arange(0, BLOCK_C)
+        ok = token_ok[:, None] & (c < C)[None, :]
+        image_offsets = image_row[:, None] + c[None, :] * image_sc  # (BLOCK_P, BLOCK_C)
+        window_offsets = window_row[:, None] + c[None, :] * win_sc
+        if TO_WINDOWS:
+            tl.store(dst + window_offsets, tl.load(src + image_offsets, mask=ok), mask=ok)
+        else:
+            tl.store(dst + image_offsets, tl.load(src + window_offsets, mask=ok), mask=ok)
+
+
+def _check_grid(name: str, extent: int, window_size: int) -> None:
+    if window_size < 1:
+        raise ValueError(f"window_size: expected an int >= 1, got {window_size}")
+    if extent % window_size:
+        raise ValueError(f"{name}: expected a multiple of window_size={window_size}, got {extent}")
+
+
+def _permute(image: torch.Tensor, windows: torch.Tensor, window_size: int, shift: int, to_windows: bool) -> None:
+    """Copies image -> windows (to_windows) or windows -> image; both tensors already allocated."""
+    B, H, W, C = image.shape
+    num_tokens = windows.shape[0] * windows.shape[1]
+    if image.numel() == 0:
+        return
+    block_p, block_c = tile_sizes(C, interpreting() or image.device.type == "cpu")
+    src, dst = (image, windows) if to_windows else (windows, image)
+    grid = (triton.cdiv(num_tokens, block_p),)  # 1-D: no 65,535 limit on the number of windows
+    _window_permute_kernel[grid](
+        as_bits(src),
+        as_bits(dst),
+        num_tokens,
+        C,
+        H,
+        W,
+        shift % H,  # Python's %: a negative shift rolls the other way
+        shift % W,
+        *image.stride(),
+        *windows.stride(),
+        WS=window_size,
+        TO_WINDOWS=to_windows,
+        BLOCK_P=block_p,
+        BLOCK_C=block_c,
+    )
+
+
+@torch.library.custom_op(
+    "swinir_kernels::window_partition_triton",
+    mutates_args=(),
+    schema="(Tensor x, int window_size, int shift) -> Tensor",
+)
+def window_partition(x: torch.Tensor, window_size: int, shift: int) -> torch.Tensor:
+    """x (B, H, W, C), any strides -> contiguous (B*nW, ws*ws, C); see swinir_kernels.reference."""
+    if x.dim() != 4:
+        raise ValueError(f"x: expected a 4-D tensor (B, H, W, C), got shape {tuple(x.shape)}")
+    B, H, W, C = x.shape
+    _check_grid("x.shape[1] (H)", H, window_size)
+    _check_grid("x.shape[2] (W)", W, window_size)
+    windows = x.new_empty((B * (H // window_size) * (W // window_size), window_size * window_size, C))
+    _permute(x, windows, window_size, shift, to_windows=True)
+    return windows
+
+
+@torch.library.custom_op(
+    "swinir_kernels::window_reverse_triton",
+    mutates_args=(),
+    schema="(Tensor windows, int window_size, SymInt H, SymInt W, int shift) -> Tensor",
+)
+def window_reverse(windows: torch.Tensor, window_size: int, H: int, W: int, shift: int) -> torch.Tensor:
+    """windows (B*nW, ws*ws, C), any strides -> contiguous (B, H, W, C); the inverse of window_partition."""
+    if windows.dim() != 3:
+        raise ValueError(f"windows: expected a 3-D tensor (B*nW, ws*ws, C), got shape {tuple(windows.shape)}")
+    _check_grid("H", H, window_size)
+    _check_grid("W", W, window_size)
+    if windows.shape[1] != window_size * window_size:
+        raise ValueError(f"windows.shape[1]: expected window_size**2={window_size**2}, got {windows.shape[1]}")
+    per_image = (H // window_size) * (W // window_size)
+    if per_image == 0 or windows.shape[0] % per_image:
+        raise ValueError(f"windows.shape[0]: expected a multiple of (H/ws)*(W/ws)={per_image}, got {windows.shape[0]}")
+    image = windows.new_empty((windows.shape[0] // per_image, H, W, windows.shape[2]))
+    _permute(image, windows, window_size, shift, to_windows=False)
+    return image
+
+
+_registrations.register_permutations("swinir_kernels::window_partition_triton", "swinir_kernels::window_reverse_triton")

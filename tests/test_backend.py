@@ -1,0 +1,186 @@
+"""Backend choice: use_backend (setter and context manager), the SWINIR_KERNELS_BACKEND default,
+explain_backend's reasons, auto never picking a GPU backend not verified on a GPU, and the package
+working (on the reference backend, with one warning) when the C++ extension cannot be imported."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import swinir_kernels as sk
+from swinir_kernels import _backend, reference
+from tests.conftest import HAS_C_EXTENSION, TRITON_INTERPRET
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+needs_c_extension = pytest.mark.skipif(not HAS_C_EXTENSION, reason="swinir_kernels._C is not built")
+
+
+def run_python(code: str, **env) -> subprocess.CompletedProcess:
+    """Runs `code` in a fresh interpreter importing this checkout, with `env` added to the environment."""
+    environment = {**os.environ, "PYTHONPATH": ROOT, **env}
+    environment = {k: v for k, v in environment.items() if v is not None}
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_use_backend_is_a_setter_and_a_context_manager():
+    assert _backend.current() == "auto"
+    sk.use_backend("reference")
+    try:
+        assert _backend.current() == "reference"
+        with sk.use_backend("cpu") as chosen:
+            assert isinstance(chosen, sk.use_backend)
+            assert _backend.current() == "cpu"
+            with sk.use_backend("auto"):
+                assert _backend.current() == "auto"
+            assert _backend.current() == "cpu"
+        assert _backend.current() == "reference"
+    finally:
+        sk.use_backend("auto")
+    assert _backend.current() == "auto"
+
+
+def test_context_manager_restores_after_an_error():
+    with pytest.raises(KeyError), sk.use_backend("reference"):
+        raise KeyError
+    assert _backend.current() == "auto"
+
+
+def test_unknown_backend_is_a_value_error():
+    with pytest.raises(ValueError, match="backend: expected one of auto, cuda, triton, cpu, reference, got 'gpu'"):
+        sk.use_backend("gpu")
+    assert _backend.current() == "auto"
+
+
+def test_environment_variable_sets_the_default():
+    done = run_python(
+        """
+        import swinir_kernels as sk, torch
+        from swinir_kernels import _backend
+        print(_backend.current())
+        print(sk.explain_backend("window_partition", torch.zeros(1, 8, 8, 1)))
+        """,
+        SWINIR_KERNELS_BACKEND="reference",
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["reference", "reference: backend 'reference' was requested"]
+
+
+def test_bad_environment_variable_fails_at_import_naming_it():
+    done = run_python("import swinir_kernels", SWINIR_KERNELS_BACKEND="fastest")
+    assert done.returncode != 0
+    assert "backend: expected one of" in done.stderr and "'fastest'" in done.stderr
+
+
+@needs_c_extension
+def test_explain_auto_on_cpu_picks_the_cpu_extension():
+    assert sk.explain_backend("window_partition", torch.zeros(1, 8, 8, 1)) == "cpu: auto: C++ CPU kernel for a CPU tensor"
+
+
+def test_explain_reference_and_explicit_backends():
+    x = torch.zeros(1, 8, 8, 1)
+    with sk.use_backend("reference"):
+        assert sk.explain_backend("pixel_shuffle", x) == "reference: backend 'reference' was requested"
+    if HAS_C_EXTENSION:
+        with sk.use_backend("cpu"):
+            assert sk.explain_backend("window_reverse", x) == "cpu: backend 'cpu' was requested"
+
+
+def test_explicit_backend_that_cannot_run_raises_saying_why():
+    x = torch.zeros(1, 8, 8, 1)
+    with sk.use_backend("cuda"):
+        with pytest.raises(RuntimeError, match="backend 'cuda' cannot run window_partition: .*(cuda tensors|not available)"):
+            sk.explain_backend("window_partition", x)
+        with pytest.raises(RuntimeError, match="backend 'cuda' cannot run window_partition"):
+            sk.window_partition(x, 8)  # the call itself raises the same error: no silent fallback
+    with sk.use_backend("triton"):
+        if TRITON_INTERPRET:
+            with pytest.raises(RuntimeError, match="bfloat16 wrongly"):
+                sk.explain_backend("pixel_shuffle", x.bfloat16())
+        else:
+            with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
+                sk.explain_backend("pixel_shuffle", x)
+
+
+def test_explain_unknown_op_is_a_value_error():
+    with pytest.raises(ValueError, match="op: expected one of .*got 'window_roll'"):
+        sk.explain_backend("window_roll", torch.zeros(1))
+
+
+def fake_cuda_tensor():
+    """What the chooser reads of a CUDA tensor (device, dtype), on a machine without a GPU."""
+    return SimpleNamespace(device=torch.device("cuda", 0), dtype=torch.float16)
+
+
+def test_auto_never_picks_an_unverified_gpu_backend(monkeypatch):
+    x = fake_cuda_tensor()
+    choice = _backend.choose("window_partition", x)
+    assert choice.backend == "reference" and "no GPU backend of window_partition has passed" in choice.reason
+    # Triton may be able to run it, but only "cuda" is verified (and _C has no CUDA kernel here): reference.
+    monkeypatch.setitem(_backend.VERIFIED_ON_GPU, "window_partition", ("cuda",))
+    monkeypatch.setattr(_backend, "_KERNELS", frozenset())
+    choice = _backend.choose("window_partition", x)
+    assert choice.backend == "reference" and "none of the verified backends" in choice.reason
+
+
+def test_auto_picks_a_verified_gpu_backend(monkeypatch):
+    from swinir_kernels import triton as triton_backend
+
+    if triton_backend.UNAVAILABLE is not None:
+        pytest.skip(triton_backend.UNAVAILABLE)
+    monkeypatch.setitem(_backend.VERIFIED_ON_GPU, "pixel_shuffle", ("cuda", "triton"))
+    monkeypatch.setattr(_backend, "_KERNELS", frozenset())  # no CUDA kernel in _C -> the next verified one
+    assert _backend.choose("pixel_shuffle", fake_cuda_tensor()) == (
+        "triton",
+        "auto: triton, the fastest backend verified on a GPU for pixel_shuffle",
+    )
+
+
+# Blocks `swinir_kernels._C` as if the extension were not built, counts the package's warnings,
+# then checks the ops run, on the reference backend.
+WITHOUT_C_EXTENSION = """
+    import importlib.abc, sys, warnings
+
+    class BlockExtension(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "swinir_kernels._C":
+                raise ImportError("blocked by the test")
+            return None
+
+    sys.meta_path.insert(0, BlockExtension())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        import torch
+        import swinir_kernels as sk
+        from swinir_kernels import reference
+        x = torch.arange(2 * 16 * 24 * 3, dtype=torch.float32).reshape(2, 16, 24, 3)
+        windows = sk.window_partition(x, 8, 4)
+        assert torch.equal(windows, reference.window_partition(x, 8, 4))
+        assert torch.equal(sk.window_reverse(windows, 8, 16, 24, 4), x)
+        y = torch.randn(1, 12, 3, 4)
+        assert torch.equal(sk.pixel_shuffle(y, 2), torch.nn.functional.pixel_shuffle(y, 2))
+        print(sk.explain_backend("window_partition", x))
+        try:
+            sk.use_backend("cpu")
+            sk.window_partition(x, 8)
+        except RuntimeError as error:
+            print(error)
+    ours = [str(w.message) for w in caught if "swinir_kernels" in str(w.message)]
+    print(len(ours))
+    print(ours[0])
+"""
+
+
+def test_import_without_the_extension_warns_once_and_uses_the_reference():
+    done = run_python(WITHOUT_C_EXTENSION, TRITON_INTERPRET=None)
+    assert done.returncode == 0, done.stderr
+    explained, refused, count, warning = done.stdout.splitlines()
+    assert explained.startswith("reference: auto: reference, since the C++ extension swinir_kernels._C is not available")
+    assert "backend 'cpu' cannot run window_partition" in refused and "blocked by the test" in refused
+    assert count == "1"
+    assert "extension is not built" in warning and "pip install --no-build-isolation -e ." in warning
