@@ -16,3 +16,9 @@ else:
     UNAVAILABLE = None
 
 OPS: frozenset = frozenset()
+
+# Fused (shifted-)window attention (swinir_kernels/triton/window_attention.py).
+if UNAVAILABLE is None:
+    from .window_attention import shifted_window_attention, window_attention  # noqa: E402
+
+    OPS = OPS | {"window_attention", "shifted_window_attention"}
