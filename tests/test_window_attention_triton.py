@@ -17,6 +17,7 @@ import swinir_kernels
 from swinir_kernels import reference
 from conftest import devices, needs_cuda, skip_unless_runs
 
+pytest.importorskip("triton")
 kernels = importlib.import_module("swinir_kernels.triton.window_attention")
 
 
@@ -106,12 +107,8 @@ def make_inputs(case, layout, dtype, device, bias_dtype=None, mask_kind="none"):
     return qkv, rel_bias, mask
 
 
-def attention(fn_module, layout, case, qkv, rel_bias, mask):
-    """Calls `layout`'s function of swinir_kernels (keyword API) or of swinir_kernels.reference (positional)."""
-    if fn_module is reference:
-        if layout == "image":
-            return reference.shifted_window_attention(qkv, rel_bias, case.num_heads, case.window_size, case.shift)
-        return reference.window_attention(qkv, rel_bias, mask, case.num_heads)
+def run_public(layout, case, qkv, rel_bias, mask):
+    """`layout`'s public function: shifted_window_attention (image) or window_attention (window)."""
     if layout == "image":
         return swinir_kernels.shifted_window_attention(
             qkv, rel_bias, num_heads=case.num_heads, window_size=case.window_size, shift=case.shift
@@ -119,11 +116,17 @@ def attention(fn_module, layout, case, qkv, rel_bias, mask):
     return swinir_kernels.window_attention(qkv, rel_bias, mask, num_heads=case.num_heads)
 
 
-def triton_attention_and_grads(layout, case, qkv, rel_bias, mask, grad_out):
-    op = "shifted_window_attention" if layout == "image" else "window_attention"
-    skip_unless_runs("triton", op, qkv)
-    with swinir_kernels.use_backend("triton"):
-        out = attention(swinir_kernels, layout, case, qkv, rel_bias, mask)
+def run_reference(layout, case, qkv, rel_bias, mask):
+    if layout == "image":
+        return reference.shifted_window_attention(qkv, rel_bias, case.num_heads, case.window_size, case.shift)
+    return reference.window_attention(qkv, rel_bias, mask, case.num_heads)
+
+
+def backend_attention_and_grads(backend, layout, case, qkv, rel_bias, mask, grad_out):
+    """Output and (grad_qkv, grad_rel_bias) of `backend`; skips when it cannot run here."""
+    skip_unless_runs(backend, "shifted_window_attention" if layout == "image" else "window_attention", qkv)
+    with swinir_kernels.use_backend(backend):
+        out = run_public(layout, case, qkv, rel_bias, mask)
     grad_qkv, grad_bias = torch.autograd.grad(out, (qkv, rel_bias), grad_out.to(out.dtype))
     return out, grad_qkv, grad_bias
 
@@ -133,7 +136,7 @@ def reference_attention_and_grads(layout, case, qkv, rel_bias, mask, grad_out):
     qkv64 = qkv.detach().double().requires_grad_()
     bias64 = rel_bias.detach().double().requires_grad_()
     mask64 = None if mask is None else mask.double()
-    out = attention(reference, layout, case, qkv64, bias64, mask64)
+    out = run_reference(layout, case, qkv64, bias64, mask64)
     grad_qkv, grad_bias = torch.autograd.grad(out, (qkv64, bias64), grad_out.double())
     return out, grad_qkv, grad_bias
 
@@ -155,10 +158,11 @@ def assert_close_verbose(name, actual, expected, atol, rtol):
         )
 
 
-def check_against_reference(layout, case, dtype, device, bias_dtype=None, mask_kind="none"):
+def check_against_reference(backend, layout, case, dtype, device, bias_dtype=None, mask_kind="none"):
+    """Compares `backend`'s output and gradients with the fp64 reference; returns them."""
     qkv, rel_bias, mask = make_inputs(case, layout, dtype, device, bias_dtype, mask_kind)
     grad_out = torch.randn(*qkv.shape[:-1], case.C, device=device)
-    got = triton_attention_and_grads(layout, case, qkv, rel_bias, mask, grad_out)
+    got = backend_attention_and_grads(backend, layout, case, qkv, rel_bias, mask, grad_out)
     expected = reference_attention_and_grads(layout, case, qkv, rel_bias, mask, grad_out)
     assert got[0].dtype == qkv.dtype and got[1].dtype == qkv.dtype and got[2].dtype == rel_bias.dtype
     for name, actual, wanted in zip(("out", "grad_qkv", "grad_rel_bias"), got, expected):
@@ -170,26 +174,26 @@ def check_against_reference(layout, case, dtype, device, bias_dtype=None, mask_k
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("device", devices())
 def test_shifted_window_attention_matches_reference(device, dtype, case):
-    check_against_reference("image", case, dtype, device)
+    check_against_reference("triton", "image", case, dtype, device)
 
 
 @pytest.mark.parametrize("case, mask_kind", WINDOW_LAYOUT_CASES, ids=lambda x: str(x))
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("device", devices())
 def test_window_attention_matches_reference(device, dtype, case, mask_kind):
-    check_against_reference("window", case, dtype, device, mask_kind=mask_kind)
+    check_against_reference("triton", "window", case, dtype, device, mask_kind=mask_kind)
 
 
 @pytest.mark.parametrize("layout", ["image", "window"])
 @pytest.mark.parametrize("device", devices())
 def test_float64(device, layout):
-    check_against_reference(layout, ATTENTION_CASES[1], torch.float64, device, mask_kind="shift")
+    check_against_reference("triton", layout, ATTENTION_CASES[1], torch.float64, device, mask_kind="shift")
 
 
 @pytest.mark.parametrize("device", devices())
 def test_half_qkv_with_fp32_bias(device):
     """Autocast's mix: the bias gradient comes back in the bias's dtype (fp32)."""
-    check_against_reference("image", ATTENTION_CASES[2], torch.float16, device, bias_dtype=torch.float32)
+    check_against_reference("triton", "image", ATTENTION_CASES[2], torch.float16, device, bias_dtype=torch.float32)
 
 
 @pytest.mark.parametrize("layout", ["image", "window"])
@@ -199,9 +203,9 @@ def test_bias_gradient_is_deterministic_with_several_windows_per_program(device,
     gradient, and bitwise the same on a second run."""
     monkeypatch.setattr(kernels, "MAX_BIAS_PROGRAMS_PER_HEAD", 5)
     case = ATTENTION_CASES[1]
-    first = check_against_reference(layout, case, torch.float32, device, mask_kind="shift")
+    first = check_against_reference("triton", layout, case, torch.float32, device, mask_kind="shift")
     torch.manual_seed(0)
-    second = check_against_reference(layout, case, torch.float32, device, mask_kind="shift")
+    second = check_against_reference("triton", layout, case, torch.float32, device, mask_kind="shift")
     assert torch.equal(first[2], second[2])
     assert torch.equal(first[1], second[1])
 
@@ -212,7 +216,7 @@ def test_tf32_dots_on_gpu(monkeypatch):
     monkeypatch.setenv("SWINIR_KERNELS_FP32_PRECISION", "tf32")
     qkv, rel_bias, mask = make_inputs(ATTENTION_CASES[2], "image", torch.float32, "cuda")
     grad_out = torch.randn(*qkv.shape[:-1], ATTENTION_CASES[2].C, device="cuda")
-    got = triton_attention_and_grads("image", ATTENTION_CASES[2], qkv, rel_bias, mask, grad_out)
+    got = backend_attention_and_grads("triton", "image", ATTENTION_CASES[2], qkv, rel_bias, mask, grad_out)
     expected = reference_attention_and_grads("image", ATTENTION_CASES[2], qkv, rel_bias, mask, grad_out)
     for name, actual, wanted in zip(("out", "grad_qkv", "grad_rel_bias"), got, expected):
         assert_close_verbose(name, actual, wanted, atol=2e-2, rtol=2e-2)
