@@ -17,10 +17,9 @@ else:
 
 OPS: frozenset = frozenset()
 
-# --- window partition / reverse and pixel shuffle (swinir_kernels/triton/{window_partition,pixel_shuffle}.py)
 if UNAVAILABLE is None:
     from .pixel_shuffle import pixel_shuffle  # noqa: E402
+    from .window_attention import shifted_window_attention, window_attention  # noqa: E402
     from .window_partition import window_partition, window_reverse  # noqa: E402
 
-    OPS = OPS | {"window_partition", "window_reverse", "pixel_shuffle"}
-# --- end window partition / reverse and pixel shuffle
+    OPS = frozenset({"window_partition", "window_reverse", "pixel_shuffle", "window_attention", "shifted_window_attention"})

@@ -1,0 +1,370 @@
+"""Fused (shifted-)window attention with a relative position bias: Triton kernels and the custom ops
+``swinir_kernels::window_attention_triton``, ``swinir_kernels::shifted_window_attention_triton`` and
+their backward ops (argument lists identical to the C++ schemas in csrc/swinir_ops.cpp).
+
+Per window w and head h (N tokens, head_dim d, all in registers)::
+
+    S = q k^T * scale + rel_bias[h] + mask_w        (N, N), fp32
+    P = softmax(S)  (row-wise)                      (N, N), fp32
+    O = P v                                         (N, d)
+
+Two layouts share one kernel (``IMAGE_LAYOUT`` constexpr):
+
+* window layout: qkv (B*nW, N, 3C) -> out (B*nW, N, C); mask (nW, N, N) optional, window w uses
+  mask[w % nW];
+* image layout: qkv (B, H, W, 3C) -> out (B, H, W, C); the cyclic shift, the partition and its
+  reverse are index arithmetic: token (ti, tj) of window (b, wr, wc) is pixel
+  ((wr*ws + ti + shift) % H, (wc*ws + tj + shift) % W) of image b, and the official -100 shift mask
+  is computed from the same coordinates (only when shift > 0).
+
+Kernel shape: one program per (window, head) in the forward; tokens padded to BLOCK_N (a power of two
+>= 16: 64 for ws = 7 and 8) and head_dim to BLOCK_D (30 -> 32, 10 -> 16) in registers by masked
+loads (other=0), so tl.dot sees power-of-two tiles >= 16. Softmax uses exp2 with log2(e) folded
+into the scale. All offsets are int64 and the grid is 1-D.
+
+The backward recomputes S and P (nothing N x N is saved): dV = P^T dO, dP = dO V^T,
+dS = P * (dP - rowsum(P * dP)), dQ = dS K * scale, dK = dS^T Q * scale. Each program owns one head and
+a fixed, shape-determined set of windows (w = program, program + programs, ...): it writes their
+complete dQ/dK/dV (no atomics) and one fp32 (N, N) partial bias gradient, and the partials are summed
+over programs in a fixed order on the host, so the bias gradient is deterministic.
+
+Precision: softmax and every accumulation run in fp32 (fp64 for fp64 inputs; scale and the base-2
+constants are still fp32 scalars there, so fp64 is accurate to ~1e-7 relative). fp16/bf16 operands
+go to tl.dot as they are, with fp32 accumulation. fp32 operands use the precision chosen by
+``SWINIR_KERNELS_FP32_PRECISION``:
+
+* ``ieee``: exact fp32 products (FMA on a GPU); the reference mode, ~1e-5 from fp64;
+* ``tf32``: tensor cores with 10-bit mantissas, ~1e-3 relative; much faster on a GPU.
+
+Unset, it is ``tf32`` on a GPU when ``torch.backends.cuda.matmul.allow_tf32`` is True and ``ieee``
+otherwise (always ``ieee`` under TRITON_INTERPRET=1, where tf32 rounding is not emulated anyway).
+"""
+
+import contextlib
+import os
+from typing import Optional
+
+import torch
+import triton
+import triton.language as tl
+
+from .. import _registrations
+
+INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
+
+# Bias-gradient programs per head: min(num_windows, this). A constant of the shape only, so the
+# order of the fixed-order partial sum (and hence the result) does not depend on the device.
+MAX_BIAS_PROGRAMS_PER_HEAD = 128
+
+MAX_TOKENS = 64  # tokens per window held in registers (ws <= 8)
+# Kernel constants (Triton kernels read only constexpr globals).
+_LOG2E = tl.constexpr(1.4426950408889634)
+_MASK_VALUE = tl.constexpr(-100.0)  # the official shift mask's additive value (reference.MASK_VALUE)
+_SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_FP32_PRECISION_ENV = "SWINIR_KERNELS_FP32_PRECISION"
+
+
+def _tuned_on_gpu(kernel):
+    """Autotunes warps and stages on a GPU; under the interpreter (no driver, where autotune fails)
+    the kernel runs with the fixed options of :func:`_launch_options`."""
+    if INTERPRETING:
+        return kernel
+    configs = [triton.Config({}, num_warps=warps, num_stages=stages) for warps in (2, 4, 8) for stages in (1, 2)]
+    return triton.autotune(configs, key=["HEAD_DIM", "N", "IMAGE_LAYOUT", "HAS_MASK", "HAS_SHIFT", "DOT_PRECISION"])(kernel)
+
+
+def _launch_options() -> dict:
+    return {"num_warps": 4, "num_stages": 1} if INTERPRETING else {}
+
+
+@triton.jit
+def _rolled_coordinates(window, tokens, WINDOW_SIZE: tl.constexpr, H, W):
+    """Image index and rolled (h, w) coordinates (wr*ws + ti, wc*ws + tj) of each token of `window`
+    (int64, windows batch-major then row-major over the (H/ws, W/ws) grid)."""
+    windows_per_row = W // WINDOW_SIZE
+    windows_per_image = (H // WINDOW_SIZE) * windows_per_row
+    image = window // windows_per_image
+    in_image = window % windows_per_image
+    h = (in_image // windows_per_row) * WINDOW_SIZE + tokens // WINDOW_SIZE
+    w = (in_image % windows_per_row) * WINDOW_SIZE + tokens % WINDOW_SIZE
+    return image, h, w
+
+
+@triton.jit
+def _token_rows(window, tokens, N: tl.constexpr, WINDOW_SIZE: tl.constexpr, H, W, shift, IMAGE_LAYOUT: tl.constexpr):
+    """(BLOCK_N,) int64: the row of each token of `window` in the (rows, channels) view of qkv and out."""
+    if IMAGE_LAYOUT:
+        image, h, w = _rolled_coordinates(window, tokens, WINDOW_SIZE, H, W)
+        return (image * H + (h + shift) % H) * W + (w + shift) % W  # undo the roll by -shift
+    else:
+        return window * N + tokens
+
+
+@triton.jit
+def _shift_regions(window, tokens, WINDOW_SIZE: tl.constexpr, H, W, shift):
+    """(BLOCK_N,) region id 0..8 of each token in the rolled image: along each axis region 0 below
+    size-ws, 1 below size-shift, else 2 (the official calculate_mask slices)."""
+    _, h, w = _rolled_coordinates(window, tokens, WINDOW_SIZE, H, W)
+    region_h = (h >= H - WINDOW_SIZE).to(tl.int32) + (h >= H - shift).to(tl.int32)
+    region_w = (w >= W - WINDOW_SIZE).to(tl.int32) + (w >= W - shift).to(tl.int32)
+    return region_h * 3 + region_w
+
+
+@triton.jit
+def _probabilities(
+    q, k, bias_ptr, mask_ptr, window, head, tokens, H, W, shift, num_mask_windows, qk_scale_log2,
+    N: tl.constexpr, WINDOW_SIZE: tl.constexpr, HAS_MASK: tl.constexpr, HAS_SHIFT: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+):
+    """P = softmax(q k^T * scale + bias[head] + mask) of one (window, head): (BLOCK_N, BLOCK_N) in
+    fp32 (fp64 for fp64 q, k), computed in base 2; padded columns get probability 0."""
+    token_valid = tokens < N
+    pair_valid = token_valid[:, None] & token_valid[None, :]
+    pair_offsets = tokens[:, None] * N + tokens[None, :]
+    scores = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * qk_scale_log2
+    bias = tl.load(bias_ptr + head * (N * N) + pair_offsets, mask=pair_valid, other=0.0)
+    scores += bias.to(scores.dtype) * _LOG2E
+    if HAS_MASK:
+        mask = tl.load(mask_ptr + (window % num_mask_windows) * (N * N) + pair_offsets, mask=pair_valid, other=0.0)
+        scores += mask.to(scores.dtype) * _LOG2E
+    if HAS_SHIFT:
+        regions = _shift_regions(window, tokens, WINDOW_SIZE, H, W, shift)
+        scores = tl.where(regions[:, None] != regions[None, :], scores + _MASK_VALUE * _LOG2E, scores)
+    scores = tl.where(token_valid[None, :], scores, float("-inf"))
+    # Every row has N >= 1 finite entries (padded rows too: their q is 0), so no row is all -inf.
+    p = tl.exp2(scores - tl.max(scores, axis=1)[:, None])
+    return p / tl.sum(p, axis=1)[:, None]
+
+
+@_tuned_on_gpu
+@triton.jit
+def _window_attention_fwd_kernel(
+    qkv_ptr, bias_ptr, mask_ptr, out_ptr,
+    H, W, shift, num_mask_windows, qk_scale_log2,
+    NUM_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, N: tl.constexpr, WINDOW_SIZE: tl.constexpr,
+    IMAGE_LAYOUT: tl.constexpr, HAS_MASK: tl.constexpr, HAS_SHIFT: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, DOT_PRECISION: tl.constexpr,
+):
+    """out[rows(w), h*d:(h+1)*d] = softmax(q k^T * scale + bias[h] + mask) v for program (w, h).
+
+    qkv is read as (rows, 3C) with channels [q | k | v], each head-major; out as (rows, C); rows(w)
+    from :func:`_token_rows`. qk_scale_log2 = scale * log2(e)."""
+    C: tl.constexpr = NUM_HEADS * HEAD_DIM
+    program = tl.program_id(0).to(tl.int64)
+    window = program // NUM_HEADS
+    head = program % NUM_HEADS
+    tokens = tl.arange(0, BLOCK_N)
+    dims = tl.arange(0, BLOCK_D)
+    tile_valid = (tokens < N)[:, None] & (dims < HEAD_DIM)[None, :]
+    rows = _token_rows(window, tokens, N, WINDOW_SIZE, H, W, shift, IMAGE_LAYOUT)
+    q_ptrs = qkv_ptr + rows[:, None] * (3 * C) + head * HEAD_DIM + dims[None, :]  # (BLOCK_N, BLOCK_D)
+    q = tl.load(q_ptrs, mask=tile_valid, other=0.0)
+    k = tl.load(q_ptrs + C, mask=tile_valid, other=0.0)
+    v = tl.load(q_ptrs + 2 * C, mask=tile_valid, other=0.0)
+    p = _probabilities(
+        q, k, bias_ptr, mask_ptr, window, head, tokens, H, W, shift, num_mask_windows, qk_scale_log2,
+        N, WINDOW_SIZE, HAS_MASK, HAS_SHIFT, DOT_PRECISION,
+    )
+    out = tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION)
+    out_ptrs = out_ptr + rows[:, None] * C + head * HEAD_DIM + dims[None, :]
+    tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=tile_valid)
+
+
+@_tuned_on_gpu
+@triton.jit
+def _window_attention_bwd_kernel(
+    grad_out_ptr, qkv_ptr, bias_ptr, mask_ptr, grad_qkv_ptr, grad_bias_partial_ptr,
+    num_windows, num_programs_per_head, H, W, shift, num_mask_windows, scale, qk_scale_log2,
+    NUM_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, N: tl.constexpr, WINDOW_SIZE: tl.constexpr,
+    IMAGE_LAYOUT: tl.constexpr, HAS_MASK: tl.constexpr, HAS_SHIFT: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, DOT_PRECISION: tl.constexpr,
+):
+    """Program (j, h) handles head h of windows j, j + P, j + 2P, ... (P = num_programs_per_head):
+    writes their dQ, dK, dV into grad_qkv (rows, 3C) and sum_w dS_w into
+    grad_bias_partial[j, h] (P, nH, N, N)."""
+    C: tl.constexpr = NUM_HEADS * HEAD_DIM
+    program = tl.program_id(0).to(tl.int64)
+    first_window = program // NUM_HEADS
+    head = program % NUM_HEADS
+    tokens = tl.arange(0, BLOCK_N)
+    dims = tl.arange(0, BLOCK_D)
+    token_valid = tokens < N
+    tile_valid = token_valid[:, None] & (dims < HEAD_DIM)[None, :]
+    grad_bias = tl.zeros((BLOCK_N, BLOCK_N), dtype=grad_bias_partial_ptr.dtype.element_ty)
+    for window in range(first_window, num_windows, num_programs_per_head):
+        rows = _token_rows(window, tokens, N, WINDOW_SIZE, H, W, shift, IMAGE_LAYOUT)
+        q_offsets = rows[:, None] * (3 * C) + head * HEAD_DIM + dims[None, :]  # (BLOCK_N, BLOCK_D)
+        q = tl.load(qkv_ptr + q_offsets, mask=tile_valid, other=0.0)
+        k = tl.load(qkv_ptr + q_offsets + C, mask=tile_valid, other=0.0)
+        v = tl.load(qkv_ptr + q_offsets + 2 * C, mask=tile_valid, other=0.0)
+        out_offsets = rows[:, None] * C + head * HEAD_DIM + dims[None, :]
+        grad_out = tl.load(grad_out_ptr + out_offsets, mask=tile_valid, other=0.0)
+        p = _probabilities(
+            q, k, bias_ptr, mask_ptr, window, head, tokens, H, W, shift, num_mask_windows, qk_scale_log2,
+            N, WINDOW_SIZE, HAS_MASK, HAS_SHIFT, DOT_PRECISION,
+        )
+        grad_v = tl.dot(tl.trans(p.to(grad_out.dtype)), grad_out, input_precision=DOT_PRECISION)
+        grad_p = tl.dot(grad_out, tl.trans(v), input_precision=DOT_PRECISION)
+        # Softmax backward; padded rows have grad_out = 0 and padded columns p = 0, so their dS is 0.
+        grad_s = p * (grad_p - tl.sum(p * grad_p, axis=1)[:, None])
+        grad_q = tl.dot(grad_s.to(k.dtype), k, input_precision=DOT_PRECISION) * scale
+        grad_k = tl.dot(tl.trans(grad_s.to(q.dtype)), q, input_precision=DOT_PRECISION) * scale
+        grad_dtype = grad_qkv_ptr.dtype.element_ty
+        tl.store(grad_qkv_ptr + q_offsets, grad_q.to(grad_dtype), mask=tile_valid)
+        tl.store(grad_qkv_ptr + q_offsets + C, grad_k.to(grad_dtype), mask=tile_valid)
+        tl.store(grad_qkv_ptr + q_offsets + 2 * C, grad_v.to(grad_dtype), mask=tile_valid)
+        grad_bias += grad_s.to(grad_bias.dtype)
+    pair_valid = token_valid[:, None] & token_valid[None, :]
+    partial_ptrs = grad_bias_partial_ptr + program * (N * N) + tokens[:, None] * N + tokens[None, :]
+    tl.store(partial_ptrs, grad_bias, mask=pair_valid)
+
+
+def _fp32_dot_precision() -> str:
+    choice = os.environ.get(_FP32_PRECISION_ENV, "")
+    if choice:
+        if choice not in ("ieee", "tf32"):
+            raise ValueError(f"{_FP32_PRECISION_ENV}: expected 'ieee' or 'tf32', got {choice!r}")
+        return choice
+    if INTERPRETING:
+        return "ieee"
+    return "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"
+
+
+def _dot_precision(dtype: torch.dtype) -> str:
+    if dtype == torch.float32:
+        return _fp32_dot_precision()
+    if dtype == torch.float64:
+        return "ieee"
+    return "tf32"  # Triton's default; the setting only changes fp32 operands
+
+
+def _device_guard(t: torch.Tensor):
+    """Triton launches on the current device: make it t's."""
+    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
+
+
+def _check_launch(qkv: torch.Tensor, tokens: int) -> None:
+    """What the kernels need beyond the public functions' checks (these ops may be called directly)."""
+    if qkv.dtype not in _SUPPORTED_DTYPES:
+        raise TypeError(f"qkv: expected dtype float16, bfloat16, float32 or float64, got {qkv.dtype}")
+    if tokens > MAX_TOKENS:
+        raise ValueError(f"tokens per window (ws*ws): the Triton kernel holds at most {MAX_TOKENS}, got {tokens}")
+    if qkv.device.type == "cpu" and not INTERPRETING:
+        raise RuntimeError("qkv: the Triton kernels run CPU tensors only under TRITON_INTERPRET=1, got a CPU tensor")
+
+
+class _Problem:
+    """Launch geometry shared by the forward and backward launchers: the kernel's runtime scalars and
+    constexprs for one call, from the op's arguments."""
+
+    def __init__(self, qkv, rel_bias, mask, num_heads, scale, window_size, shift, image_layout):
+        tokens = qkv.shape[-2] if not image_layout else window_size * window_size
+        _check_launch(qkv, tokens)
+        head_dim = qkv.shape[-1] // 3 // num_heads
+        if image_layout:
+            B, H, W, _ = qkv.shape
+            self.num_windows = B * (H // window_size) * (W // window_size)
+        else:
+            H = W = 1  # unused by the window layout
+            self.num_windows = qkv.shape[0]
+        self.scalars = dict(
+            H=H, W=W, shift=shift, num_mask_windows=1 if mask is None else mask.shape[0], qk_scale_log2=scale * _LOG2E.value
+        )
+        self.constexprs = dict(
+            NUM_HEADS=num_heads,
+            HEAD_DIM=head_dim,
+            N=tokens,
+            WINDOW_SIZE=window_size,
+            IMAGE_LAYOUT=image_layout,
+            HAS_MASK=mask is not None,
+            HAS_SHIFT=image_layout and shift > 0,
+            BLOCK_N=max(16, triton.next_power_of_2(tokens)),
+            BLOCK_D=max(16, triton.next_power_of_2(head_dim)),
+            DOT_PRECISION=_dot_precision(qkv.dtype),
+            **_launch_options(),
+        )
+
+
+def _forward(qkv, rel_bias, mask, num_heads, scale, window_size, shift, image_layout):
+    qkv, rel_bias = qkv.contiguous(), rel_bias.contiguous()
+    mask = None if mask is None else mask.contiguous()
+    problem = _Problem(qkv, rel_bias, mask, num_heads, scale, window_size, shift, image_layout)
+    out = qkv.new_empty((*qkv.shape[:-1], qkv.shape[-1] // 3))
+    if problem.num_windows == 0:
+        return out
+    grid = (problem.num_windows * num_heads,)
+    with _device_guard(qkv):
+        _window_attention_fwd_kernel[grid](qkv, rel_bias, mask, out, **problem.scalars, **problem.constexprs)
+    return out
+
+
+def _backward(grad_out, qkv, rel_bias, mask, num_heads, scale, window_size, shift, image_layout):
+    grad_out, qkv, rel_bias = grad_out.contiguous(), qkv.contiguous(), rel_bias.contiguous()
+    mask = None if mask is None else mask.contiguous()
+    problem = _Problem(qkv, rel_bias, mask, num_heads, scale, window_size, shift, image_layout)
+    grad_qkv = torch.empty_like(qkv)
+    if problem.num_windows == 0:
+        return grad_qkv, torch.zeros_like(rel_bias)
+    programs_per_head = min(problem.num_windows, MAX_BIAS_PROGRAMS_PER_HEAD)
+    accumulate = torch.float64 if qkv.dtype == torch.float64 else torch.float32
+    partial = qkv.new_empty((programs_per_head, *rel_bias.shape), dtype=accumulate)  # (P, nH, N, N)
+    grid = (programs_per_head * num_heads,)
+    with _device_guard(qkv):
+        _window_attention_bwd_kernel[grid](
+            grad_out, qkv, rel_bias, mask, grad_qkv, partial, problem.num_windows, programs_per_head,
+            scale=scale, **problem.scalars, **problem.constexprs,
+        )
+    return grad_qkv, partial.sum(0).to(rel_bias.dtype)
+
+
+@torch.library.custom_op("swinir_kernels::window_attention_triton", mutates_args=())
+def _window_attention(
+    qkv: torch.Tensor, rel_bias: torch.Tensor, mask: Optional[torch.Tensor], num_heads: int, scale: float
+) -> torch.Tensor:
+    return _forward(qkv, rel_bias, mask, num_heads, scale, window_size=1, shift=0, image_layout=False)
+
+
+@torch.library.custom_op("swinir_kernels::_window_attention_backward_triton", mutates_args=())
+def _window_attention_backward(
+    grad_out: torch.Tensor,
+    qkv: torch.Tensor,
+    rel_bias: torch.Tensor,
+    mask: Optional[torch.Tensor],
+    num_heads: int,
+    scale: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    return _backward(grad_out, qkv, rel_bias, mask, num_heads, scale, window_size=1, shift=0, image_layout=False)
+
+
+@torch.library.custom_op("swinir_kernels::shifted_window_attention_triton", mutates_args=())
+def _shifted_window_attention(
+    qkv: torch.Tensor, rel_bias: torch.Tensor, num_heads: int, window_size: int, shift: int, scale: float
+) -> torch.Tensor:
+    return _forward(qkv, rel_bias, None, num_heads, scale, window_size, shift, image_layout=True)
+
+
+@torch.library.custom_op("swinir_kernels::_shifted_window_attention_backward_triton", mutates_args=())
+def _shifted_window_attention_backward(
+    grad_out: torch.Tensor,
+    qkv: torch.Tensor,
+    rel_bias: torch.Tensor,
+    num_heads: int,
+    window_size: int,
+    shift: int,
+    scale: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    return _backward(grad_out, qkv, rel_bias, None, num_heads, scale, window_size, shift, image_layout=True)
+
+
+_registrations.register_attention(
+    "swinir_kernels::window_attention_triton", "swinir_kernels::_window_attention_backward_triton", image_layout=False
+)
+_registrations.register_attention(
+    "swinir_kernels::shifted_window_attention_triton",
+    "swinir_kernels::_shifted_window_attention_backward_triton",
+    image_layout=True,
+)
+
+# The backend functions (positional arguments of swinir_kernels.reference's functions).
+window_attention = torch.ops.swinir_kernels.window_attention_triton
+shifted_window_attention = torch.ops.swinir_kernels.shifted_window_attention_triton
