@@ -1,0 +1,296 @@
+"""window_attention and shifted_window_attention of every backend against swinir_kernels.reference:
+outputs and both gradients (qkv, rel_bias), dtypes, the bias gradient's determinism, mixed dtypes and
+autocast, torch.library.opcheck, torch.compile without recompiles, and argument errors.
+
+Sizes stay small (<= ~100 (window, head) programs per call) so the Triton interpreter can run them.
+"""
+
+import re
+
+import pytest
+import torch
+import torch._dynamo.testing
+
+import swinir_kernels
+from swinir_kernels import reference
+
+from conftest import HAS_CUDA, needs_cuda, skip_unless_runs
+
+BACKENDS = ["cpu", "triton", pytest.param("cuda", marks=[needs_cuda, pytest.mark.cuda])]
+OPS = ("window_attention", "shifted_window_attention")
+
+# (batch, window rows, window columns, window_size, shift, C, num_heads): head_dim 30 and 10, window
+# 7 and 8, shift 0 and ws//2, a 2x3 grid, a single window row and a single window column, batch 2.
+CASES = [
+    (2, 2, 3, 7, 3, 60, 2),
+    (2, 2, 3, 8, 0, 20, 2),
+    (2, 2, 3, 8, 4, 60, 2),
+    (2, 1, 3, 8, 4, 20, 2),
+    (2, 1, 3, 7, 0, 60, 2),
+    (2, 3, 1, 7, 3, 20, 2),
+    (2, 3, 1, 8, 0, 60, 2),
+]
+CASE_IDS = [f"B{b}-grid{r}x{c}-ws{ws}-shift{s}-hd{C // nh}" for b, r, c, ws, s, C, nh in CASES]
+TOLERANCES = {torch.float64: dict(atol=1e-10, rtol=1e-10), torch.float32: dict(atol=1e-5, rtol=1e-5)}
+
+
+def device_for(backend: str) -> str:
+    """Triton runs CUDA tensors on a GPU and CPU tensors under TRITON_INTERPRET=1 elsewhere."""
+    return "cuda" if backend == "cuda" or (backend == "triton" and HAS_CUDA) else "cpu"
+
+
+def make_inputs(case, dtype, device, layout, bias_dtype=None):
+    """qkv (image (B, H, W, 3C) or window (B*nW, N, 3C) layout), rel_bias (nH, N, N), mask (nW, N, N) or None
+    (the official shift mask in the window layout when shift > 0), grad_out; the kwargs of the op."""
+    B, rows, cols, ws, shift, C, num_heads = case
+    H, W, N = rows * ws, cols * ws, ws * ws
+    image_qkv = torch.randn(B, H, W, 3 * C, dtype=torch.float64).to(device=device, dtype=dtype)
+    rel_bias = torch.randn(num_heads, N, N, dtype=torch.float64).to(device=device, dtype=bias_dtype or dtype)
+    if layout == "shifted_window_attention":
+        qkv, mask = image_qkv, None
+        kwargs = dict(num_heads=num_heads, window_size=ws, shift=shift)
+    else:
+        qkv = reference.window_partition(image_qkv, ws, shift).contiguous()
+        mask = reference.shift_attention_mask(H, W, ws, shift, device=device) if shift else None
+        kwargs = dict(num_heads=num_heads)
+    grad_out = torch.randn(*qkv.shape[:-1], C, dtype=torch.float64).to(device=device, dtype=dtype)
+    return qkv, rel_bias, mask, grad_out, kwargs
+
+
+def call(op, qkv, rel_bias, mask, kwargs):
+    if op == "window_attention":
+        return swinir_kernels.window_attention(qkv, rel_bias, mask, **kwargs)
+    return swinir_kernels.shifted_window_attention(qkv, rel_bias, **kwargs)
+
+
+def forward_backward(backend, op, qkv, rel_bias, mask, grad_out, kwargs):
+    """(out, grad_qkv, grad_rel_bias) computed by `backend`."""
+    qkv = qkv.detach().requires_grad_()
+    rel_bias = rel_bias.detach().requires_grad_()
+    with swinir_kernels.use_backend(backend):
+        out = call(op, qkv, rel_bias, mask, kwargs)
+    grad_qkv, grad_bias = torch.autograd.grad(out, (qkv, rel_bias), grad_out)
+    return out.detach(), grad_qkv, grad_bias
+
+
+def assert_all_close(actual, expected, **tol):
+    for name, a, e in zip(("out", "grad_qkv", "grad_rel_bias"), actual, expected):
+        assert a.dtype == e.dtype, name
+        torch.testing.assert_close(a, e, **tol, msg=lambda m, name=name: f"{name}: {m}")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_matches_reference(backend, op, dtype, case):
+    qkv, rel_bias, mask, grad_out, kwargs = make_inputs(case, dtype, device_for(backend), op)
+    skip_unless_runs(backend, op, qkv)
+    expected = forward_backward("reference", op, qkv, rel_bias, mask, grad_out, kwargs)
+    actual = forward_backward(backend, op, qkv, rel_bias, mask, grad_out, kwargs)
+    assert_all_close(actual, expected, **TOLERANCES[dtype])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_window_layout_random_mask(backend, dtype):
+    """Any additive mask (not only the shift mask's 0/-100 pattern), shared by windows w % nW."""
+    case = (2, 2, 3, 7, 0, 20, 2)
+    qkv, rel_bias, _, grad_out, kwargs = make_inputs(case, dtype, device_for(backend), "window_attention")
+    skip_unless_runs(backend, "window_attention", qkv)
+    mask = torch.randn(6, 49, 49, dtype=dtype, device=qkv.device) * 3
+    expected = forward_backward("reference", "window_attention", qkv, rel_bias, mask, grad_out, kwargs)
+    actual = forward_backward(backend, "window_attention", qkv, rel_bias, mask, grad_out, kwargs)
+    assert_all_close(actual, expected, **TOLERANCES[dtype])
+
+
+def max_error(values, exact):
+    return max((v.double() - e).abs().max().item() for v, e in zip(values, exact))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("case", [CASES[0], CASES[3]], ids=[CASE_IDS[0], CASE_IDS[3]])
+def test_half_precision_error(backend, op, dtype, case):
+    """fp16/bf16 error vs an fp64 reference on the same (rounded) inputs is at most twice the error of the
+    reference computed in that dtype (plus a small floor for near-equal errors)."""
+    qkv, rel_bias, mask, grad_out, kwargs = make_inputs(case, dtype, device_for(backend), op)
+    skip_unless_runs(backend, op, qkv)
+    wide = lambda t: None if t is None else t.double()  # noqa: E731
+    exact = forward_backward("reference", op, wide(qkv), wide(rel_bias), wide(mask), wide(grad_out), kwargs)
+    same_dtype_reference = forward_backward("reference", op, qkv, rel_bias, mask, grad_out, kwargs)
+    actual = forward_backward(backend, op, qkv, rel_bias, mask, grad_out, kwargs)
+    assert all(a.dtype == dtype for a in actual)
+    floor = 1e-3 if dtype == torch.float16 else 1e-2
+    for index, name in enumerate(("out", "grad_qkv", "grad_rel_bias")):
+        error = max_error([actual[index]], [exact[index]])
+        reference_error = max_error([same_dtype_reference[index]], [exact[index]])
+        assert error <= 2 * reference_error + floor, f"{name}: error {error} vs reference's {reference_error}"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("op", OPS)
+def test_bias_gradient_is_deterministic(backend, op):
+    """72 windows (more than the CPU kernel's 64 bias-gradient chunks): bit-identical bias gradients across
+    runs and across thread counts."""
+    case = (2, 6, 6, 7, 3, 20, 2)
+    qkv, rel_bias, mask, grad_out, kwargs = make_inputs(case, torch.float32, device_for(backend), op)
+    skip_unless_runs(backend, op, qkv)
+    threads = torch.get_num_threads()
+    try:
+        runs = []
+        for num_threads in (2, 2, 1):
+            torch.set_num_threads(num_threads)
+            runs.append(forward_backward(backend, op, qkv, rel_bias, mask, grad_out, kwargs)[2])
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(runs[0], runs[1])
+    assert torch.equal(runs[0], runs[2])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("op", OPS)
+def test_non_contiguous_qkv(backend, op):
+    case = CASES[2]
+    qkv, rel_bias, mask, grad_out, kwargs = make_inputs(case, torch.float64, device_for(backend), op)
+    skip_unless_runs(backend, op, qkv)
+    # The same values inside a wider tensor: a strided view with padding after each row's 3C channels.
+    padded = torch.zeros(*qkv.shape[:-1], qkv.shape[-1] + 7, dtype=qkv.dtype, device=qkv.device)
+    padded[..., : qkv.shape[-1]] = qkv
+    strided_qkv = padded[..., : qkv.shape[-1]]
+    assert not strided_qkv.is_contiguous()
+    strided_bias = rel_bias.transpose(1, 2).contiguous().transpose(1, 2)
+    assert not strided_bias.is_contiguous()
+    expected = forward_backward("reference", op, qkv, rel_bias, mask, grad_out, kwargs)
+    actual = forward_backward(backend, op, strided_qkv, strided_bias, mask, grad_out, kwargs)
+    assert_all_close(actual, expected, **TOLERANCES[torch.float64])
+    assert actual[1].is_contiguous()
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_fp32_bias_with_bf16_qkv(op):
+    """rel_bias may stay fp32 (a parameter under autocast) while qkv is bf16: its gradient stays fp32."""
+    qkv, rel_bias, mask, grad_out, kwargs = make_inputs(CASES[0], torch.bfloat16, "cpu", op, bias_dtype=torch.float32)
+    skip_unless_runs("cpu", op, qkv)
+    out, grad_qkv, grad_bias = forward_backward("cpu", op, qkv, rel_bias, mask, grad_out, kwargs)
+    assert (out.dtype, grad_qkv.dtype, grad_bias.dtype) == (torch.bfloat16, torch.bfloat16, torch.float32)
+    wide = lambda t: None if t is None else t.double()  # noqa: E731
+    exact = forward_backward("reference", op, wide(qkv), rel_bias.double(), wide(mask), wide(grad_out), kwargs)
+    for actual, expected in zip((out, grad_qkv, grad_bias), exact):
+        torch.testing.assert_close(actual.double(), expected, atol=3e-2, rtol=2e-2)
+
+
+def test_autocast_block_runs_on_cpu():
+    """Under CPU autocast the Linear yields bf16 qkv while rel_bias stays an fp32 parameter."""
+    C, num_heads, ws = 20, 2, 8
+    linear = torch.nn.Linear(C, 3 * C)
+    rel_bias = torch.nn.Parameter(torch.randn(num_heads, ws * ws, ws * ws))
+    x = torch.randn(2, 16, 24, C)
+    with swinir_kernels.use_backend("cpu"), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = swinir_kernels.shifted_window_attention(linear(x), rel_bias, num_heads=num_heads, window_size=ws, shift=4)
+    assert out.dtype == torch.bfloat16
+    out.float().square().sum().backward()
+    assert rel_bias.grad.dtype == torch.float32 and torch.isfinite(rel_bias.grad).all()
+    with swinir_kernels.use_backend("reference"):
+        expected = swinir_kernels.shifted_window_attention(linear(x), rel_bias, num_heads=num_heads, window_size=ws, shift=4)
+    torch.testing.assert_close(out.float(), expected.detach(), atol=5e-2, rtol=5e-2)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_opcheck_cpu(op):
+    qkv, rel_bias, mask, _, kwargs = make_inputs(CASES[0], torch.float64, "cpu", op)
+    skip_unless_runs("cpu", op, qkv)
+    qkv.requires_grad_()
+    rel_bias.requires_grad_()
+    scale = 0.3
+    if op == "window_attention":
+        args = (qkv, rel_bias, mask, kwargs["num_heads"], scale)
+    else:
+        args = (qkv, rel_bias, kwargs["num_heads"], kwargs["window_size"], kwargs["shift"], scale)
+    torch.library.opcheck(getattr(torch.ops.swinir_kernels, op).default, args)
+
+
+def test_compile_block_matches_eager_without_recompiles():
+    """Linear qkv -> shifted_window_attention -> Linear proj, compiled with fullgraph=True: matches eager
+    (forward and gradients) and compiles once for batches 1, 2, 3 (the batch is marked unbacked, so batch 1
+    is not specialised)."""
+    C, num_heads, ws = 20, 2, 8
+    qkv_linear, proj = torch.nn.Linear(C, 3 * C), torch.nn.Linear(C, C)
+    rel_bias = torch.nn.Parameter(torch.randn(num_heads, ws * ws, ws * ws))
+
+    def block(x):
+        qkv = qkv_linear(x)
+        return proj(swinir_kernels.shifted_window_attention(qkv, rel_bias, num_heads=num_heads, window_size=ws, shift=4))
+
+    skip_unless_runs("cpu", "shifted_window_attention", rel_bias)
+    counter = torch._dynamo.testing.CompileCounterWithBackend("inductor")
+    compiled = torch.compile(block, backend=counter, fullgraph=True)
+    torch._dynamo.reset()
+    with swinir_kernels.use_backend("cpu"):
+        for batch in (1, 2, 3):
+            x = torch.randn(batch, 16, 24, C, requires_grad=True)
+            torch._dynamo.decorators.mark_unbacked(x, 0)
+            out = compiled(x)
+            grads = torch.autograd.grad(out.square().sum(), (x, rel_bias))
+            expected = block(x)
+            expected_grads = torch.autograd.grad(expected.square().sum(), (x, rel_bias))
+            torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+            for g, e in zip(grads, expected_grads):
+                torch.testing.assert_close(g, e, atol=1e-4, rtol=1e-5)
+    assert counter.frame_count == 1
+
+
+def good_image_inputs():
+    return torch.randn(2, 16, 24, 60), torch.randn(2, 64, 64)
+
+
+@pytest.mark.parametrize(
+    "mutate, argument",
+    [
+        (lambda qkv, bias, kw: (qkv[0], bias, kw), "qkv"),
+        (lambda qkv, bias, kw: (qkv[:, :12], bias, kw), "qkv.shape[1] (H)"),
+        (lambda qkv, bias, kw: (qkv, bias, {**kw, "num_heads": 7}), "C = qkv.shape[-1] // 3"),
+        (lambda qkv, bias, kw: (qkv, bias[:, :63], kw), "rel_bias"),
+        (lambda qkv, bias, kw: (qkv, bias.to("meta"), kw), "rel_bias"),
+        (lambda qkv, bias, kw: (qkv, bias, {**kw, "shift": 8}), "shift"),
+    ],
+    ids=["rank", "H-not-multiple", "C-vs-heads", "bias-shape", "bias-device", "shift-range"],
+)
+def test_shifted_errors_name_the_argument(mutate, argument):
+    qkv, bias = good_image_inputs()
+    qkv, bias, kwargs = mutate(qkv, bias, dict(num_heads=2, window_size=8, shift=4))
+    with pytest.raises(ValueError, match=re.escape(argument)):
+        swinir_kernels.shifted_window_attention(qkv, bias, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "mask, argument",
+    [(torch.zeros(6, 64, 63), "mask"), (torch.zeros(5, 64, 64), r"qkv.shape\[0\]"), (torch.zeros(6, 64, 64, device="meta"), "mask")],
+    ids=["mask-shape", "mask-windows", "mask-device"],
+)
+def test_window_errors_name_the_argument(mask, argument):
+    qkv, bias = torch.randn(12, 64, 60), torch.randn(2, 64, 64)
+    with pytest.raises(ValueError, match=argument):
+        swinir_kernels.window_attention(qkv, bias, mask, num_heads=2)
+
+
+@pytest.mark.parametrize(
+    "call_op, argument",
+    [
+        (lambda ops, qkv, bias: ops.shifted_window_attention(qkv[0], bias, 2, 8, 4, 0.1), "qkv"),
+        (lambda ops, qkv, bias: ops.shifted_window_attention(qkv, bias, 2, 7, 3, 0.1), r"qkv.shape\[1\] \(H\)"),
+        (lambda ops, qkv, bias: ops.shifted_window_attention(qkv.repeat(1, 1, 1, 7), bias, 2, 8, 4, 0.1), "head_dim"),
+        (lambda ops, qkv, bias: ops.shifted_window_attention(qkv, bias[:1], 2, 8, 4, 0.1), "rel_bias"),
+        (lambda ops, qkv, bias: ops.window_attention(qkv.reshape(12, 64, 60), bias, torch.zeros(5, 64, 64), 2, 0.1),
+         r"qkv.shape\[0\]"),
+        (lambda ops, qkv, bias: ops._shifted_window_attention_backward(qkv, qkv, bias, 2, 8, 4, 0.1), "grad_out"),
+    ],
+    ids=["rank", "H-not-multiple", "head-dim", "bias-shape", "mask-windows", "grad-out-shape"],
+)
+def test_cpp_op_errors_name_the_argument(call_op, argument):
+    """Direct torch.ops calls skip the Python checks: the C++ kernel raises ValueError itself."""
+    qkv, bias = good_image_inputs()
+    skip_unless_runs("cpu", "shifted_window_attention", qkv)
+    with pytest.raises(ValueError, match=argument):
+        call_op(torch.ops.swinir_kernels, qkv, bias)
