@@ -1,0 +1,55 @@
+"""Run the Swin Transformer layers of an existing SwinIR (official, KAIR, BasicSR, spandrel copies)
+on the fused ops, with its own weights and without importing any of those packages."""
+
+import types
+
+import torch
+import torch.nn as nn
+
+from .model import SwinTransformerBlock, swin_block_forward
+
+__all__ = ["accelerate", "is_swin_block"]
+
+_BLOCK_ATTRIBUTES = ("norm1", "norm2", "mlp", "attn", "shift_size", "window_size", "drop_path")
+_ATTENTION_ATTRIBUTES = ("qkv", "proj", "num_heads", "scale", "relative_position_bias_table", "relative_position_index")
+
+
+def is_swin_block(module: nn.Module) -> bool:
+    """Duck-typed: a module shaped like the official ``SwinTransformerBlock`` (a WindowAttention with
+    a bias table *and* its index buffer; HAT's blocks keep the index elsewhere and do not match)."""
+    return all(hasattr(module, name) for name in _BLOCK_ATTRIBUTES) and all(
+        hasattr(module.attn, name) for name in _ATTENTION_ATTRIBUTES
+    )
+
+
+def _fused_official_forward(block: nn.Module, x: torch.Tensor, x_size=None) -> torch.Tensor:
+    """The official block signature: x (B, H*W, C) tokens, x_size (H, W) -> (B, H*W, C) in x's dtype.
+    (BasicSR's checkpointed path passes no x_size; only a square image can be recovered then.)"""
+    B, L, C = x.shape
+    if x_size is None:
+        side = int(L**0.5)
+        if side * side != L:
+            raise ValueError(f"x_size: needed for a non-square token grid of {L} tokens")
+        x_size = (side, side)
+    H, W = x_size
+    out = swin_block_forward(block, x.reshape(B, H, W, C).float())
+    return out.reshape(B, L, C).to(x.dtype)
+
+
+def accelerate(model: nn.Module) -> nn.Module:
+    """Patches, in place, every official-style Swin Transformer block of `model` so that its forward
+    runs :func:`swinir.model.swin_block_forward` (one fused shifted-window attention, no per-forward
+    mask rebuild, fp32 residual stream) with the block's own parameters. Returns `model`.
+
+    The module tree and state dict are unchanged (the blocks keep their ``attn_mask`` buffers), so
+    checkpoints load and save as before. Blocks of :class:`swinir.SwinIR` are already fused and left alone.
+    """
+    patched = 0
+    for module in model.modules():
+        if isinstance(module, SwinTransformerBlock) or not is_swin_block(module):
+            continue
+        module.forward = types.MethodType(_fused_official_forward, module)
+        patched += 1
+    if patched == 0 and not any(isinstance(m, SwinTransformerBlock) for m in model.modules()):
+        raise ValueError(f"model: found no SwinTransformerBlock-like module in {type(model).__name__}")
+    return model
