@@ -134,3 +134,40 @@ def tiled_forward(model: Callable[[torch.Tensor], torch.Tensor], image: torch.Te
             output[0, :, rows, columns] += weight * result
             weight_sum[0, 0, rows, columns] += weight
     return output / weight_sum
+
+
+def activation_bytes_per_pixel(config: dict, half: bool = False) -> float:
+    """Rough peak activation bytes per LR input pixel of a SwinIR forward, for choosing tile sizes.
+
+    Per pixel (token), with C = embed_dim, h = max(num_heads), ws = window_size, s = upscale:
+    ~(6 + 2 * mlp_ratio) * C values live at the peak of a block (residual stream, LayerNorm output,
+    qkv, attention output, MLP hidden before/after GELU), plus 2 * h * ws^2 for unfused attention
+    scores and their softmax, plus for the 'pixelshuffle' / 'nearest+conv' tails 3 * 64 * s^2
+    (the 64-channel feature maps at growing resolution). Residual stream and softmax stay fp32, so
+    half precision saves about a quarter, not half. A 1.5x allowance covers allocator fragmentation
+    and temporaries. classical_sr_x4 (C=180, h=6, ws=8, x4): ~34 kB/pixel, i.e. 176x176 LR tiles per GB.
+    """
+    channels = config["embed_dim"]
+    heads = max(config["num_heads"])
+    window = config["window_size"]
+    scale = config["upscale"]
+    values = (6 + 2 * config.get("mlp_ratio", 2.0)) * channels + 2 * heads * window * window
+    if config.get("upsampler") in ("pixelshuffle", "nearest+conv"):
+        values += 3 * 64 * scale * scale
+    return 1.5 * values * (3.0 if half else 4.0)
+
+
+def tile_for_memory(config: dict, budget_bytes: float, overlap: int, *, batch: int = 1, half: bool = False) -> int:
+    """Largest tile side (multiple of window_size) whose ``batch`` tiles fit ``budget_bytes`` of activations.
+
+    Raises ValueError when even the smallest useful tile (overlap + window_size) does not fit.
+    """
+    window = config["window_size"]
+    side = int(math.sqrt(budget_bytes / (batch * activation_bytes_per_pixel(config, half))))
+    side -= side % window
+    smallest = (overlap // window + 1) * window
+    if side < smallest:
+        need = batch * smallest * smallest * activation_bytes_per_pixel(config, half) / 2**30
+        raise ValueError(f"memory budget of {budget_bytes / 2**30:g} GB is too small for tiles with overlap "
+                         f"{overlap}: about {need:.2f} GB needed (lower --tile-overlap or --batch)")
+    return side
