@@ -11,8 +11,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 NVCC="${NVCC:-nvcc}"
 ARCH_FLAGS=(-gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90)
-# The flags setup.py gives nvcc in a release build.
-NVCC_FLAGS=(-std=c++17 -O3 -lineinfo --use_fast_math -Werror all-warnings)
+# The flags setup.py gives nvcc in a release build, plus the half/bfloat16 conversion guards that
+# torch's CUDAExtension adds (so implicit conversions fail here as they would there).
+NVCC_FLAGS=(-std=c++17 -O3 -lineinfo --use_fast_math -Werror all-warnings --expt-relaxed-constexpr
+  -D__CUDA_NO_HALF_OPERATORS__ -D__CUDA_NO_HALF_CONVERSIONS__ -D__CUDA_NO_BFLOAT16_CONVERSIONS__
+  -D__CUDA_NO_HALF2_OPERATORS__)
 
 check_bindings=0
 for arg in "$@"; do
@@ -41,8 +44,8 @@ if [ "$check_bindings" -eq 1 ]; then
   python="${PYTHON:-python}"
   torch_include="$("$python" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "include"))')"
   python_include="$("$python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
-  cuda_include="$(dirname "$(command -v "$NVCC")")/../include"
-  [ -d "$cuda_include" ] || cuda_include=/usr/local/cuda/include
+  cuda_include="${CUDA_HOME:-/usr/local/cuda}/include"
+  [ -f "$cuda_include/cuda_runtime.h" ] || cuda_include="$(dirname "$(command -v "$NVCC")")/../include"
   mkdir -p "$work/stub/c10/cuda/impl"
   if [ ! -f "$torch_include/c10/cuda/impl/cuda_cmake_macros.h" ]; then
     echo "// stand-in for the header a CUDA torch build generates (syntax check only)" \
