@@ -250,6 +250,11 @@ class SwinTransformerBlock(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=act_layer, drop=drop)
         if self.shift_size > 0:
             H, W = self.input_resolution
+            if H % self.window_size or W % self.window_size:
+                raise ValueError(
+                    f"img_size: expected a multiple of window_size={self.window_size} (the official shift mask "
+                    f"buffer is built for it), got {self.input_resolution}"
+                )
             mask = reference.shift_attention_mask(H, W, self.window_size, self.shift_size)
         else:
             mask = None
@@ -513,6 +518,8 @@ class SwinIR(nn.Module):
             raise ValueError(f"upsampler: expected one of {UPSAMPLERS}, got {upsampler!r}")
         if _pair(patch_size) != (1, 1):
             raise ValueError(f"patch_size: SwinIR works on pixels; expected 1, got {patch_size}")
+        if resi_connection not in RESI_CONNECTIONS:
+            raise ValueError(f"resi_connection: expected one of {RESI_CONNECTIONS}, got {resi_connection!r}")
         if backend not in swinir_kernels.BACKENDS:
             raise ValueError(f"backend: expected one of {swinir_kernels.BACKENDS}, got {backend!r}")
         if upsampler == "nearest+conv" and upscale not in (2, 4, 8):
@@ -550,7 +557,8 @@ class SwinIR(nn.Module):
             nn.init.trunc_normal_(self.absolute_pos_embed, std=0.02)
         self.pos_drop = nn.Dropout(p=drop_rate)
 
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()  # stochastic depth, rising per block
+        total = sum(depths)  # stochastic depth, rising linearly from 0 to drop_path_rate over all blocks
+        rates = [drop_path_rate * i / (total - 1) if total > 1 else 0.0 for i in range(total)]
         self.layers = nn.ModuleList(
             RSTB(
                 dim=embed_dim,
