@@ -263,3 +263,81 @@ def test_console_entry_point(checkpoints, tmp_path):
     usage = subprocess.run([sys.executable, "-m", "swinir", "restore"], capture_output=True, text=True, env=env,
                            timeout=300)
     assert usage.returncode == 2 and "usage:" in usage.stderr
+
+
+# --- image I/O (swinir.imageio) ------------------------------------------------------------------
+
+
+def _png16_with_filters(samples):
+    """A 16-bit PNG whose rows cycle through all five filter types (encoded here independently)."""
+    import struct
+    import zlib
+
+    height, width, channels = samples.shape
+    bpp = 2 * channels
+    rows = samples.astype(">u2").reshape(height, -1).view(np.uint8).astype(int)
+    raw = bytearray()
+    for y in range(height):
+        kind, line = y % 5, rows[y]
+        above = rows[y - 1] if y else np.zeros_like(line)
+        left = np.concatenate([np.zeros(bpp, int), line[:-bpp]])
+        upper_left = np.concatenate([np.zeros(bpp, int), above[:-bpp]])
+        if kind == 4:
+            p = left + above - upper_left
+            pa, pb, pc = abs(p - left), abs(p - above), abs(p - upper_left)
+            predictor = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, above, upper_left))
+        else:
+            predictor = [np.zeros_like(line), left, above, (left + above) // 2][kind]
+        raw += bytes([kind]) + bytes(((line - predictor) % 256).astype(np.uint8))
+
+    def chunk(tag, data):
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(bytes(raw))) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_png16_decoder_handles_every_filter(tmp_path, channels):
+    samples = np.random.default_rng(channels).integers(0, 65536, (11, 9, channels)).astype(np.uint16)
+    path = tmp_path / "filtered.png"
+    path.write_bytes(_png16_with_filters(samples))
+    image = imageio.read_image(str(path))
+    stacked = image.pixels if image.alpha is None else np.concatenate([image.pixels, image.alpha[..., None]], -1)
+    np.testing.assert_array_equal(imageio.quantize(stacked, 16), samples)
+    assert image.bit_depth == 16 and (image.alpha is not None) == (channels in (2, 4))
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".tif", ".bmp", ".webp"])
+@pytest.mark.parametrize("channels,alpha", [(1, False), (3, False), (3, True)])
+def test_formats_roundtrip(tmp_path, suffix, channels, alpha):
+    path = tmp_path / f"x{suffix}"
+    written = _random_image(path, 10, 14, channels, alpha=alpha and suffix != ".jpg")
+    gray_as_rgb = suffix == ".webp" and channels == 1  # WebP has no gray mode: stored as RGB
+    assert written.channels == (3 if gray_as_rgb else channels) and written.bit_depth == 8
+    # JPEG has no alpha; Pillow writes 32-bit BMPs but reads their fourth channel as padding
+    assert (written.alpha is not None) == (alpha and suffix not in (".jpg", ".bmp"))
+    if suffix != ".jpg":  # lossless formats give back the quantised pixels
+        rng = np.random.default_rng(0)
+        expected = imageio.quantize(rng.random((10, 14, channels), dtype=np.float32), 8) / 255
+        np.testing.assert_allclose(written.pixels, np.broadcast_to(expected, written.pixels.shape), atol=1e-6)
+
+
+def test_palette_and_gray16_tiff_inputs(tmp_path):
+    from PIL import Image
+
+    palette = Image.new("P", (6, 4))
+    palette.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
+    palette.info["transparency"] = 1
+    palette.save(tmp_path / "p.png", transparency=1)
+    image = imageio.read_image(str(tmp_path / "p.png"))
+    assert image.channels == 3 and image.alpha is not None
+    Image.fromarray(np.full((5, 7), 40000, np.uint16)).save(tmp_path / "g.tif")
+    deep = imageio.read_image(str(tmp_path / "g.tif"))
+    assert deep.bit_depth == 16 and deep.pixels[0, 0, 0] == pytest.approx(40000 / 65535)
+
+
+def test_backend_option(checkpoints, tmp_path):
+    _random_image(tmp_path / "a.png", 12, 12)
+    assert _run(tmp_path / "a.png", "-m", checkpoints["sr_x2"], "-o", tmp_path / "o", "--backend", "reference") == 0
