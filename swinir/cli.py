@@ -14,6 +14,7 @@ import os
 import sys
 
 import numpy as np
+import swinir_kernels
 
 from . import imageio
 
@@ -431,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="choose the tile size so that the model's activations fit in GB (an estimate)")
     restore.add_argument("--dtype", choices=DTYPES, default="fp32",
                          help="compute precision (bf16/fp16 via autocast; the residual stream stays fp32)")
-    restore.add_argument("--backend", choices=("auto", "cuda", "triton", "cpu", "reference"),
+    restore.add_argument("--backend", choices=swinir_kernels.BACKENDS,
                          help="swinir_kernels backend (default auto)")
     restore.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     restore.add_argument("--batch", type=_positive_int, default=1, metavar="N",
