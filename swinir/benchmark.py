@@ -121,8 +121,9 @@ def _time_path(model, x, device, dtype, warmup, repeats):
 
 
 def run(preset: str = "classical_sr_x4", size: tuple[int, int] | None = None, device: str | None = None,
-        dtype: str = "fp32", repeats: int | None = None) -> Report:
-    """Benchmark ``preset`` (random weights, seed 0) on a random (1, in_chans, *size) input."""
+        dtype: str = "fp32", repeats: int | None = None, overrides: dict | None = None) -> Report:
+    """Benchmark ``preset`` (random weights, seed 0) on a random (1, in_chans, *size) input;
+    ``overrides`` replace preset constructor kwargs (e.g. a smaller embed_dim)."""
     import swinir
     import swinir_kernels
 
@@ -136,8 +137,9 @@ def run(preset: str = "classical_sr_x4", size: tuple[int, int] | None = None, de
     warmup = 3 if on_gpu else 1
 
     torch.manual_seed(0)
-    ours = swinir.build(preset, backend="auto").eval().to(device)
-    reference = swinir.build(preset, backend="reference").eval().to(device)
+    overrides = overrides or {}
+    ours = swinir.build(preset, **overrides, backend="auto").eval().to(device)
+    reference = swinir.build(preset, **overrides, backend="reference").eval().to(device)
     reference.load_state_dict(ours.state_dict())
     x = torch.rand(1, ours.in_chans, *size, device=device)
     output_pixels = size[0] * size[1] * ours.upscale**2

@@ -7,10 +7,10 @@ Rules (as spandrel's detection, /work/shared/docs/swinir-reference.md §4):
 * upscale: nearest+conv: 2^(number of conv_up* convs); pixelshuffle: the product of the shuffle factors
   implied by ``upsample.{0,2,4..}.weight`` (4*64 out channels -> 2, 9*64 -> 3); pixelshuffledirect:
   sqrt(upsample.0 out channels / in_chans); '' -> 1.
-* in_chans, embed_dim from ``conv_first.weight``; window_size = sqrt(N) of ``relative_position_index``;
+* in_chans, embed_dim from ``conv_first.weight``; window_size from the (2ws-1)^2 rows of the bias table;
   num_heads from each group's bias table; depths by counting blocks; mlp_ratio = fc1 out / embed_dim;
   resi_connection '1conv' iff ``conv_after_body.weight`` exists; img_size = sqrt(nW) * window_size from
-  the first shifted block's ``attn_mask`` (64 without one); img_range 255 iff window_size == 7 (the JPEG
+  the first shifted block's ``attn_mask`` (64, or the window multiple below it, without one); img_range 255 iff window_size == 7 (the JPEG
   models); qkv_bias from the presence of ``qkv.bias``; ape from ``absolute_pos_embed``; patch_norm from
   ``patch_embed.norm.weight``.
 """
@@ -34,7 +34,6 @@ REQUIRED_KEYS = (
     "layers.0.residual_group.blocks.0.norm1.weight",
     "layers.0.residual_group.blocks.0.mlp.fc1.bias",
     "layers.0.residual_group.blocks.0.attn.relative_position_bias_table",
-    "layers.0.residual_group.blocks.0.attn.relative_position_index",
 )
 
 
@@ -83,11 +82,13 @@ def infer_config(state: Mapping) -> dict:
     num_groups = _count(state, r"layers\.(\d+)\.residual_group\.")
     depths = [_count(state, rf"layers\.{i}\.residual_group\.blocks\.(\d+)\.") for i in range(num_groups)]
     num_heads = [state[f"layers.{i}.residual_group.blocks.0.attn.relative_position_bias_table"].shape[1] for i in range(num_groups)]
-    window_size = math.isqrt(state["layers.0.residual_group.blocks.0.attn.relative_position_index"].shape[0])
+    table_rows = state["layers.0.residual_group.blocks.0.attn.relative_position_bias_table"].shape[0]
+    window_size = (math.isqrt(table_rows) + 1) // 2  # the table has (2ws-1)^2 rows
     mlp_ratio = state["layers.0.residual_group.blocks.0.mlp.fc1.bias"].shape[0] / embed_dim
 
     mask = state.get("layers.0.residual_group.blocks.1.attn_mask")
-    img_size = math.isqrt(mask.shape[0]) * window_size if mask is not None else 64
+    # (without a mask: any window multiple, the buffer is unused by forward)
+    img_size = math.isqrt(mask.shape[0]) * window_size if mask is not None else window_size * max(1, 64 // window_size)
 
     if "conv_before_upsample.0.weight" in state and "conv_up1.weight" in state:
         upsampler = "nearest+conv"

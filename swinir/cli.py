@@ -12,10 +12,9 @@ import contextlib
 import math
 import os
 import sys
-import time
-from collections.abc import Iterator
 
 import numpy as np
+import swinir_kernels
 
 from . import imageio
 
@@ -29,6 +28,11 @@ class CliError(Exception):
 
 def _report(message: str) -> None:
     print(f"swinir: error: {message}", file=sys.stderr)
+
+
+def _first_line(error: BaseException) -> str:
+    """An exception's message cut to one line (torch's can span many)."""
+    return (str(error).strip().splitlines() or [""])[0][:200]
 
 
 def _note(message: str, quiet: bool) -> None:
@@ -91,8 +95,7 @@ def _load_model(args):
     except ValueError as error:  # infer_config: not a SwinIR state dict
         raise CliError(f"{args.model}: {error}") from None
     except Exception as error:  # noqa: BLE001  (torch.load on garbage raises many kinds)
-        first_line = (str(error).strip().splitlines() or [""])[0][:200]
-        raise CliError(f"{args.model}: cannot load checkpoint ({type(error).__name__}: {first_line})") from None
+        raise CliError(f"{args.model}: cannot load checkpoint ({type(error).__name__}: {_first_line(error)})") from None
 
 
 def _to_model_channels(image: imageio.LoadedImage, in_chans: int, path: str, quiet: bool) -> np.ndarray:
@@ -190,7 +193,10 @@ def _restore(args) -> int:
     for path, stem in pairs:
         out_path = os.path.join(args.output, stem + RESTORED_SUFFIX + ".png")
         key = os.path.realpath(out_path)
-        if key in claimed:
+        if key == os.path.realpath(path):
+            _report(f"{path}: the output would replace the input; choose another OUTDIR")
+            failures += 1
+        elif key in claimed:
             _report(f"{path}: output {out_path} would also be written for {claimed[key]}; rename one of them")
             failures += 1
         elif os.path.exists(out_path) and not args.overwrite:
@@ -215,7 +221,7 @@ def _restore(args) -> int:
                 message = (f"out of memory on {device} for a {batch.shape[-1]}x{batch.shape[-2]} image; "
                            "use --tile 256 (or smaller) or --max-memory GB" + (", or --batch 1" if len(pending) > 1 else ""))
             else:
-                message = f"restoration failed ({type(error).__name__}: {error})"
+                message = f"restoration failed ({type(error).__name__}: {_first_line(error)})"
             for path, *_ in pending:
                 _report(f"{path}: {message}")
             failed = len(pending)
@@ -426,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="choose the tile size so that the model's activations fit in GB (an estimate)")
     restore.add_argument("--dtype", choices=DTYPES, default="fp32",
                          help="compute precision (bf16/fp16 via autocast; the residual stream stays fp32)")
-    restore.add_argument("--backend", choices=("auto", "cuda", "triton", "cpu", "reference"),
+    restore.add_argument("--backend", choices=swinir_kernels.BACKENDS,
                          help="swinir_kernels backend (default auto)")
     restore.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     restore.add_argument("--batch", type=_positive_int, default=1, metavar="N",

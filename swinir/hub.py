@@ -11,6 +11,7 @@ the cached file against that sidecar, so a corrupted or swapped cache file is de
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import tempfile
 import urllib.error
@@ -140,7 +141,10 @@ def _download(url: str, handle, progress: bool) -> str:
                     bar.update(len(block))
     except urllib.error.HTTPError as error:
         raise HubError(f"download failed: {url}: HTTP {error.code} {error.reason}") from None
-    except (urllib.error.URLError, OSError) as error:
+    except http.client.IncompleteRead:
+        raise HubError(f"download of {url} incomplete: the connection closed before Content-Length bytes "
+                       "arrived") from None
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
         reason = getattr(error, "reason", error)
         raise HubError(f"download failed: {url}: {reason}; download it by hand and pass its path to -m, "
                        "or set SWINIR_DOWNLOAD_URL to a mirror") from None

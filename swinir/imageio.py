@@ -160,8 +160,8 @@ def _encode_pillow(stacked: np.ndarray, bit_depth: int, fmt: str, quality: int) 
             image = image.convert(image.mode[:-1])
     buffer = io.BytesIO()
     options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
-    if fmt == "WEBP":
-        options["lossless"] = True
+    if fmt == "WEBP":  # lossless, and keep the colour of fully transparent pixels
+        options.update(lossless=True, exact=True)
     image.save(buffer, format=fmt, **options)
     return buffer.getvalue()
 
@@ -178,8 +178,10 @@ def _atomic_write(path: str, payload: bytes) -> None:
             handle.write(payload)
         os.replace(temp_path, path)
     except OSError as error:
-        os.unlink(temp_path)
         raise ImageError(f"{path}: cannot write ({error.strerror or error})") from None
+    finally:  # also on KeyboardInterrupt: never leave the temporary file behind
+        if os.path.exists(temp_path):
+            os.unlink(temp_path)
 
 
 def atomic_write_bytes(path: str, payload: bytes) -> None:

@@ -21,7 +21,9 @@ from .presets import PRESETS, build
 
 __all__ = ["charbonnier_loss", "l1_loss", "PatchDataset", "train"]
 
-DEFAULT_IMAGES = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "testsets", "Set5", "HR")
+# The project's shared test images (next to the checkout); $SWINIR_TESTSETS points elsewhere.
+TESTSETS = os.environ.get("SWINIR_TESTSETS", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "testsets"))
+DEFAULT_IMAGES = os.path.join(TESTSETS, "Set5", "HR")
 SMALL = dict(embed_dim=24, depths=[2, 2], num_heads=[2, 2], window_size=8, img_size=32)
 
 
@@ -101,7 +103,10 @@ def main(argv=None):
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--images", default=DEFAULT_IMAGES, help="folder of HR .png images")
     parser.add_argument("--log-every", type=int, default=25)
+    parser.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest for this small model on a busy machine)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
     preset = PRESETS[args.preset]

@@ -274,15 +274,15 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
-def testsets_dir() -> str:
+def shared_testsets() -> str:
     """conftest's SHARED_TESTSETS, or $SWINIR_TESTSETS (a git worktree sits elsewhere than the main checkout)."""
     return os.environ.get("SWINIR_TESTSETS", SHARED_TESTSETS)
 
 
 def real_crops(in_chans=3, size=40, count=2):
-    paths = sorted(glob.glob(os.path.join(testsets_dir(), "Set5", "HR", "*.png")))
+    paths = sorted(glob.glob(os.path.join(shared_testsets(), "Set5", "HR", "*.png")))
     if not paths:
-        pytest.skip(f"no test images under {testsets_dir()} (set SWINIR_TESTSETS)")
+        pytest.skip(f"no test images under {shared_testsets()} (set SWINIR_TESTSETS)")
     crops = []
     for path in paths[:count]:
         image = np.asarray(Image.open(path).convert("RGB" if in_chans == 3 else "L"), dtype=np.float32) / 255.0

@@ -1,0 +1,167 @@
+"""End-to-end SwinIR forward: our model on the fused ops (backend 'auto') next to the same model on
+the plain-PyTorch reference path (backend 'reference'), same random weights and input, one run.
+
+Cases: classical SR x4 and lightweight SR x4 at 256x256, colour denoising at 512x512 (full-size
+presets, random weights). ``--quick`` (the default on CPU) shrinks the inputs to 32/32/64 so a CPU run
+takes a few minutes; ``--size`` sets one size for all cases.
+
+Per row: median forward latency over ``--repeats`` runs after a warm-up; peak memory: CUDA
+``max_memory_allocated`` during the timed runs, CPU the growth of the peak resident set (VmHWM, reset
+through /proc/self/clear_refs) over the resident size before. Rows are appended to
+bench/results/<device>.csv with the project's columns (gb_s is left empty: an end-to-end model has no
+single byte count).
+
+    python bench/bench_swinir.py --quick
+    python bench/bench_swinir.py --device cuda --dtype bfloat16
+"""
+
+import argparse
+import csv
+import datetime
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+# Run from a checkout without installing: import the packages next to bench/.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import swinir  # noqa: E402
+
+COLUMNS = (
+    "op", "provider", "mode", "dtype", "shape", "median_ms", "gb_s", "speedup_vs_reference", "peak_mb",
+    "device", "torch", "commit", "date",
+)  # fmt: skip
+RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+CASES = (("classical_sr_x4", 256, 32), ("lightweight_sr_x4", 256, 32), ("color_dn_25", 512, 64))  # preset, size, quick size
+PROVIDERS = (("swinir", "auto"), ("reference", "reference"))  # provider name, SwinIR backend
+
+
+def device_label(device: str) -> str:
+    if device == "cpu":
+        return f"cpu-{torch.get_num_threads()}threads"
+    return re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name(device).lower()).strip("-")
+
+
+def results_file(device: str) -> str:
+    return os.path.join(RESULTS_DIR, ("cpu" if device == "cpu" else device_label(device)) + ".csv")
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def _reset_peak_rss() -> None:
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+
+
+def measure(model, x, repeats: int, warmup: int) -> tuple[float, float | None]:
+    """(median ms, peak MB) of ``model(x)`` under no_grad."""
+    cuda = x.device.type == "cuda"
+    with torch.no_grad():
+        for _ in range(warmup):
+            model(x)
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+        else:
+            try:
+                _reset_peak_rss()
+                base = _status_kb("VmRSS") * 1024
+            except OSError:
+                base = None
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model(x)
+            if cuda:
+                torch.cuda.synchronize()
+            times.append((time.perf_counter() - start) * 1e3)
+    if cuda:
+        peak = (torch.cuda.max_memory_allocated() - base) / 2**20
+    else:
+        peak = None if base is None else max(0, _status_kb("VmHWM") * 1024 - base) / 2**20
+    return statistics.median(times), peak
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    parser.add_argument("--quick", action="store_true", help="small inputs (default on CPU)")
+    parser.add_argument("--size", type=int, help="one input size (pixels per side) for all cases")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs (default 3 on CPU, 20 on GPU)")
+    parser.add_argument("--cases", nargs="*", default=[c[0] for c in CASES], help="presets to run")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--no-save", action="store_true", help="print only, append nothing to bench/results")
+    args = parser.parse_args(argv)
+
+    cpu = args.device == "cpu"
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    quick = args.quick or cpu
+    repeats = args.repeats or (3 if cpu else 20)
+    dtype = getattr(torch, args.dtype)
+    stamp = dict(
+        device=device_label(args.device), torch=torch.__version__, commit=git_commit(),
+        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    )  # fmt: skip
+    rows = []
+    for preset, size, quick_size in CASES:
+        if preset not in args.cases:
+            continue
+        side = args.size or (quick_size if quick else size)
+        torch.manual_seed(0)
+        in_chans = swinir.PRESETS[preset].kwargs["in_chans"]
+        x = torch.rand(1, in_chans, side, side, device=args.device, dtype=dtype)
+        weights = None
+        results = {}
+        for provider, backend in PROVIDERS:
+            model = swinir.build(preset, backend=backend).eval().to(args.device, dtype)
+            if weights is None:
+                weights = model.state_dict()
+            model.load_state_dict(weights)
+            results[provider] = measure(model, x, repeats, warmup=1 if cpu else 3)
+            del model
+        reference_ms = results["reference"][0]
+        for provider, (median_ms, peak_mb) in results.items():
+            rows.append(dict(
+                op=f"swinir_{preset}", provider=provider, mode="forward", dtype=args.dtype,
+                shape=f"1x{in_chans}x{side}x{side}", median_ms=f"{median_ms:.3f}", gb_s="",
+                speedup_vs_reference=f"{reference_ms / median_ms:.2f}",
+                peak_mb="" if peak_mb is None else f"{peak_mb:.1f}", **stamp,
+            ))  # fmt: skip
+            print(f"{preset:20s} {provider:10s} {side}x{side} {args.dtype}: {median_ms:9.2f} ms  "
+                  f"x{reference_ms / median_ms:.2f} vs reference  peak {rows[-1]['peak_mb'] or '-'} MB", flush=True)
+    if not args.no_save and rows:
+        path = results_file(args.device)
+        os.makedirs(RESULTS_DIR, exist_ok=True)
+        new = not os.path.exists(path)
+        with open(path, "a", newline="") as out:
+            writer = csv.DictWriter(out, fieldnames=COLUMNS)
+            if new:
+                writer.writeheader()
+            writer.writerows(rows)
+        print(f"appended {len(rows)} rows to {path}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,343 @@
+"""`swinir restore` / `eval` / `bench` end to end, in-process through main() and through `python -m swinir`."""
+
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import swinir
+from swinir import benchmark, imageio
+from swinir.cli import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = dict(embed_dim=12, depths=[1], num_heads=[2], mlp_ratio=2.0)
+# name -> SwinIR kwargs of a tiny model per task kind
+KINDS = {
+    "sr_x2": dict(upscale=2, in_chans=3, window_size=8, upsampler="pixelshuffle"),
+    "lightweight_x3": dict(upscale=3, in_chans=3, window_size=8, upsampler="pixelshuffledirect"),
+    "gray_dn": dict(upscale=1, in_chans=1, window_size=8, upsampler=""),
+    "color_jpeg": dict(upscale=1, in_chans=3, window_size=7, img_range=255.0, upsampler=""),
+}
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """Tiny random-weight checkpoints saved as the official files are ({'params': state_dict})."""
+    folder = tmp_path_factory.mktemp("ckpt")
+    torch.manual_seed(0)
+    paths = {}
+    for name, kwargs in KINDS.items():
+        model = swinir.SwinIR(**TINY, **kwargs)
+        paths[name] = str(folder / f"{name}.pth")
+        torch.save({"params": model.state_dict()}, paths[name])
+    torch.save({"weights": torch.zeros(3)}, folder / "not_swinir.pth")
+    (folder / "garbage.pth").write_bytes(b"not a checkpoint at all")
+    paths["not_swinir"], paths["garbage"] = str(folder / "not_swinir.pth"), str(folder / "garbage.pth")
+    return paths
+
+
+def _random_image(path, height, width, channels=3, alpha=False, bit_depth=8, seed=0):
+    rng = np.random.default_rng(seed)
+    pixels = rng.random((height, width, channels), dtype=np.float32)
+    imageio.write_image(str(path), pixels, rng.random((height, width), dtype=np.float32) if alpha else None, bit_depth)
+    return imageio.read_image(str(path))
+
+
+def _expected(checkpoint, pixels):
+    """What the model gives for these pixels, quantised to 8 bits (the pipeline's reference)."""
+    model = swinir.load(checkpoint)
+    with torch.inference_mode():
+        out = model(torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))[None])[0]
+    return out.permute(1, 2, 0).numpy()
+
+
+def _run(*args):
+    return main(["restore", *map(str, args), "-q"])
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_restore_each_task_kind(checkpoints, tmp_path, kind):
+    scale, channels = KINDS[kind]["upscale"], KINDS[kind]["in_chans"]
+    image = _random_image(tmp_path / "photo.png", 21, 30, channels)
+    assert _run(tmp_path / "photo.png", "-m", checkpoints[kind], "-o", tmp_path / "out") == 0
+    restored = imageio.read_image(str(tmp_path / "out" / "photo_SwinIR.png"))
+    assert restored.pixels.shape == (21 * scale, 30 * scale, channels)
+    expected = imageio.quantize(_expected(checkpoints[kind], image.pixels), 8).astype(int)
+    assert np.abs(imageio.quantize(restored.pixels, 8).astype(int) - expected).max() <= 1
+
+
+def test_tiled_matches_untiled_through_the_cli(checkpoints, tmp_path):
+    _random_image(tmp_path / "big.png", 90, 75)
+    assert _run(tmp_path / "big.png", "-m", checkpoints["sr_x2"], "-o", tmp_path / "whole") == 0
+    assert _run(tmp_path / "big.png", "-m", checkpoints["sr_x2"], "-o", tmp_path / "tiled", "--tile", "40",
+                "--tile-overlap", "32", "--batch", "3") == 0
+    whole = imageio.quantize(imageio.read_image(str(tmp_path / "whole" / "big_SwinIR.png")).pixels, 8).astype(int)
+    tiled = imageio.quantize(imageio.read_image(str(tmp_path / "tiled" / "big_SwinIR.png")).pixels, 8).astype(int)
+    assert np.abs(whole - tiled).max() <= 1
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+def test_half_precision_close_to_fp32(checkpoints, tmp_path, dtype):
+    image = _random_image(tmp_path / "a.png", 16, 16)
+    assert _run(tmp_path / "a.png", "-m", checkpoints["sr_x2"], "-o", tmp_path / "o", "--dtype", dtype) == 0
+    restored = imageio.read_image(str(tmp_path / "o" / "a_SwinIR.png")).pixels
+    assert np.abs(restored - np.clip(_expected(checkpoints["sr_x2"], image.pixels), 0, 1)).max() < 0.05
+
+
+def test_max_memory_picks_a_tile(checkpoints, tmp_path, capsys):
+    _random_image(tmp_path / "a.png", 64, 64)
+    assert main(["restore", str(tmp_path / "a.png"), "-m", checkpoints["sr_x2"], "-o", str(tmp_path / "o"),
+                 "--max-memory", "0.015"]) == 0
+    assert "--max-memory 0.015 GB: tile 48" in capsys.readouterr().err
+    assert _run(tmp_path / "a.png", "-m", checkpoints["sr_x2"], "-o", tmp_path / "p", "--max-memory", "1e-7") == 1
+    assert "too small" in capsys.readouterr().err
+
+
+def test_sixteen_bit_in_sixteen_bit_out(checkpoints, tmp_path):
+    image = _random_image(tmp_path / "deep.png", 16, 24, bit_depth=16)
+    assert image.bit_depth == 16
+    assert _run(tmp_path / "deep.png", "-m", checkpoints["sr_x2"], "-o", tmp_path / "out") == 0
+    restored = imageio.read_image(str(tmp_path / "out" / "deep_SwinIR.png"))
+    assert restored.bit_depth == 16
+    np.testing.assert_allclose(restored.pixels, np.clip(_expected(checkpoints["sr_x2"], image.pixels), 0, 1),
+                               atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["sr_x2", "gray_dn"])
+def test_rgba_alpha_is_resized_or_passed_through(checkpoints, tmp_path, kind):
+    image = _random_image(tmp_path / "logo.png", 16, 20, channels=3, alpha=True)
+    assert _run(tmp_path / "logo.png", "-m", checkpoints[kind], "-o", tmp_path / "out") == 0
+    restored = imageio.read_image(str(tmp_path / "out" / "logo_SwinIR.png"))
+    assert restored.alpha is not None
+    if KINDS[kind]["upscale"] == 1:
+        np.testing.assert_array_equal(restored.alpha, image.alpha)
+    else:
+        assert restored.alpha.shape == (32, 40)
+        assert abs(restored.alpha.mean() - image.alpha.mean()) < 0.02
+
+
+def test_channel_conversions(checkpoints, tmp_path, capsys):
+    rgb = _random_image(tmp_path / "rgb.png", 16, 16, channels=3)
+    _random_image(tmp_path / "gray.png", 16, 16, channels=1)
+    assert main(["restore", str(tmp_path / "rgb.png"), "-m", checkpoints["gray_dn"], "-o", str(tmp_path / "o")]) == 0
+    assert "luminance" in capsys.readouterr().err
+    luma = rgb.pixels @ np.array([[0.299], [0.587], [0.114]], np.float32)
+    restored = imageio.read_image(str(tmp_path / "o" / "rgb_SwinIR.png"))
+    assert restored.channels == 1
+    assert np.abs(restored.pixels - np.clip(_expected(checkpoints["gray_dn"], luma), 0, 1)).max() <= 1 / 255 + 1e-6
+    assert _run(tmp_path / "gray.png", "-m", checkpoints["sr_x2"], "-o", tmp_path / "o") == 0
+    assert imageio.read_image(str(tmp_path / "o" / "gray_SwinIR.png")).channels == 3
+
+
+def test_folder_batching_gives_the_same_images(checkpoints, tmp_path):
+    for i in range(3):
+        _random_image(tmp_path / "in" / f"{i}.png", 16, 24, seed=i)
+    _random_image(tmp_path / "in" / "sub" / "deeper.png", 8, 8)
+    assert _run(tmp_path / "in", "-m", checkpoints["sr_x2"], "-o", tmp_path / "one") == 0
+    assert sorted(os.listdir(tmp_path / "one")) == ["0_SwinIR.png", "1_SwinIR.png", "2_SwinIR.png"]
+    assert _run(tmp_path / "in", "-m", checkpoints["sr_x2"], "-o", tmp_path / "two", "--batch", "2", "-r") == 0
+    assert os.path.isfile(tmp_path / "two" / "sub" / "deeper_SwinIR.png")
+    for i in range(3):
+        one = imageio.read_image(str(tmp_path / "one" / f"{i}_SwinIR.png")).pixels
+        two = imageio.read_image(str(tmp_path / "two" / f"{i}_SwinIR.png")).pixels
+        assert np.abs(one - two).max() <= 1 / 255 + 1e-6
+
+
+def test_overwrite_protection(checkpoints, tmp_path, capsys):
+    _random_image(tmp_path / "a.png", 12, 12)
+    out = tmp_path / "out" / "a_SwinIR.png"
+    out.parent.mkdir()
+    out.write_bytes(b"keep me")
+    assert _run(tmp_path / "a.png", "-m", checkpoints["sr_x2"], "-o", tmp_path / "out") == 1
+    assert out.read_bytes() == b"keep me"
+    assert "--overwrite" in capsys.readouterr().err
+    assert _run(tmp_path / "a.png", "-m", checkpoints["sr_x2"], "-o", tmp_path / "out", "--overwrite") == 0
+    assert imageio.read_image(str(out)).pixels.shape == (24, 24, 3)
+    assert [name for name in os.listdir(tmp_path / "out")] == ["a_SwinIR.png"]  # no temp files left
+
+
+def _single_error_line(capsys):
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines and all(line.startswith("swinir: error: ") for line in lines), err
+    assert "Traceback" not in err
+    return err
+
+
+def test_bad_files_in_a_folder_are_reported_and_the_rest_restored(checkpoints, tmp_path, capsys):
+    _random_image(tmp_path / "in" / "good.png", 12, 12)
+    (tmp_path / "in" / "broken.jpg").write_bytes(b"\xff\xd8 truncated jpeg")
+    code = _run(tmp_path / "in", tmp_path / "missing.png", "-m", checkpoints["sr_x2"], "-o", tmp_path / "out")
+    assert code == 1
+    err = _single_error_line(capsys)
+    assert "broken.jpg" in err and "missing.png" in err
+    assert os.listdir(tmp_path / "out") == ["good_SwinIR.png"]
+
+
+@pytest.mark.parametrize("checkpoint,message", [("not_swinir", "not a SwinIR checkpoint"),
+                                                ("garbage", "cannot load checkpoint"),
+                                                ("/nowhere/x.pth", "not found")])
+def test_bad_checkpoints(checkpoints, tmp_path, capsys, checkpoint, message):
+    _random_image(tmp_path / "a.png", 12, 12)
+    path = checkpoints.get(checkpoint, checkpoint)
+    assert _run(tmp_path / "a.png", "-m", path, "-o", tmp_path / "out") == 1
+    assert message in _single_error_line(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_out_of_memory_suggests_tiling(checkpoints, tmp_path, capsys, monkeypatch):
+    _random_image(tmp_path / "a.png", 12, 12)
+
+    def exhausted(self, x):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(swinir.SwinIR, "forward", exhausted)
+    assert _run(tmp_path / "a.png", "-m", checkpoints["sr_x2"], "-o", tmp_path / "out") == 1
+    err = _single_error_line(capsys)
+    assert "out of memory" in err and "--tile" in err and "--max-memory" in err
+    assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
+
+
+def test_unwritable_output(checkpoints, tmp_path, capsys):
+    _random_image(tmp_path / "a.png", 12, 12)
+    (tmp_path / "blocker").write_text("a file where the output folder should go")
+    assert _run(tmp_path / "a.png", "-m", checkpoints["sr_x2"], "-o", tmp_path / "blocker") == 1
+    assert "cannot write" in _single_error_line(capsys)
+
+
+def test_channel_mismatch_in_eval_and_usage_errors(tmp_path, capsys):
+    _random_image(tmp_path / "hr" / "a.png", 16, 16, channels=3)
+    _random_image(tmp_path / "sr" / "a_SwinIR.png", 16, 16, channels=1)
+    assert main(["eval", str(tmp_path / "hr"), str(tmp_path / "sr")]) == 1
+    assert "channel mismatch" in _single_error_line(capsys)
+    assert main(["restore", "x.png", "-o", "out"]) == 2  # -m missing
+    assert main(["restore", "x.png", "-m", "m.pth", "-o", "out", "--dtype", "fp8"]) == 2
+    assert main(["restore", "x.png", "-m", "m.pth", "-o", "out", "--device", "gpu:0"]) == 2
+    assert main(["restore", "x.png", "-m", "m.pth", "-o", "out", "--tile-margin", "20"]) == 2
+
+
+def test_eval_matches_hand_computed_psnr(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 256, (2, 30, 41, 3)).astype(np.uint8)
+    restored = np.clip(truth[:, :28, :40] + rng.normal(0, 4, (2, 28, 40, 3)), 0, 255).round().astype(np.uint8)
+    for i in range(2):  # HR not a multiple of the scale: eval crops it as the official script
+        imageio.write_image(str(tmp_path / "hr" / f"im{i}.png"), truth[i] / 255.0)
+        imageio.write_image(str(tmp_path / "sr" / f"im{i}_SwinIR.png"), restored[i] / 255.0)
+    assert main(["eval", str(tmp_path / "hr"), str(tmp_path / "sr"), "--scale", "4"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "border 4" in lines[0]
+    psnrs = []
+    for i in range(2):
+        a = truth[i, 4:24, 4:36].astype(np.float64)
+        b = restored[i, 4:24, 4:36].astype(np.float64)
+        psnrs.append(10 * math.log10(255**2 / np.mean((a - b) ** 2)))
+        assert float(lines[1 + i].split()[1]) == pytest.approx(psnrs[-1], abs=1e-4)
+    assert lines[3].startswith("average (2)")
+    assert float(lines[3].split()[2]) == pytest.approx(np.mean(psnrs), abs=1e-4)
+
+
+def test_bench_runs_both_paths():
+    report = benchmark.run(size=(16, 16), repeats=1, overrides=dict(embed_dim=12, depths=[1], num_heads=[2]))
+    assert [r.name for r in report.results] == ["ours", "reference"]
+    assert report.results[1].max_abs_diff == 0
+    assert all(r.latency_s > 0 and r.megapixels_per_s > 0 for r in report.results)
+    table = benchmark.format_report(report)
+    assert "ours" in table and "reference" in table and "64x64" in table
+
+
+def test_console_entry_point(checkpoints, tmp_path):
+    """`python -m swinir` as a user runs it: exit codes and stderr."""
+    _random_image(tmp_path / "in" / "a.png", 12, 16)
+    (tmp_path / "in" / "b.png").write_bytes(b"corrupt")
+    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), "PYTHONWARNINGS": "ignore"}
+    command = [sys.executable, "-m", "swinir", "restore", str(tmp_path / "in"), "-m", checkpoints["sr_x2"],
+               "-o", str(tmp_path / "out"), "-q"]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert "swinir: error: " in result.stderr and "b.png" in result.stderr and "Traceback" not in result.stderr
+    assert os.listdir(tmp_path / "out") == ["a_SwinIR.png"]
+    usage = subprocess.run([sys.executable, "-m", "swinir", "restore"], capture_output=True, text=True, env=env,
+                           timeout=300)
+    assert usage.returncode == 2 and "usage:" in usage.stderr
+
+
+# --- image I/O (swinir.imageio) ------------------------------------------------------------------
+
+
+def _png16_with_filters(samples):
+    """A 16-bit PNG whose rows cycle through all five filter types (encoded here independently)."""
+    import struct
+    import zlib
+
+    height, width, channels = samples.shape
+    bpp = 2 * channels
+    rows = samples.astype(">u2").reshape(height, -1).view(np.uint8).astype(int)
+    raw = bytearray()
+    for y in range(height):
+        kind, line = y % 5, rows[y]
+        above = rows[y - 1] if y else np.zeros_like(line)
+        left = np.concatenate([np.zeros(bpp, int), line[:-bpp]])
+        upper_left = np.concatenate([np.zeros(bpp, int), above[:-bpp]])
+        if kind == 4:
+            p = left + above - upper_left
+            pa, pb, pc = abs(p - left), abs(p - above), abs(p - upper_left)
+            predictor = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, above, upper_left))
+        else:
+            predictor = [np.zeros_like(line), left, above, (left + above) // 2][kind]
+        raw += bytes([kind]) + bytes(((line - predictor) % 256).astype(np.uint8))
+
+    def chunk(tag, data):
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(bytes(raw))) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_png16_decoder_handles_every_filter(tmp_path, channels):
+    samples = np.random.default_rng(channels).integers(0, 65536, (11, 9, channels)).astype(np.uint16)
+    path = tmp_path / "filtered.png"
+    path.write_bytes(_png16_with_filters(samples))
+    image = imageio.read_image(str(path))
+    stacked = image.pixels if image.alpha is None else np.concatenate([image.pixels, image.alpha[..., None]], -1)
+    np.testing.assert_array_equal(imageio.quantize(stacked, 16), samples)
+    assert image.bit_depth == 16 and (image.alpha is not None) == (channels in (2, 4))
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".tif", ".bmp", ".webp"])
+@pytest.mark.parametrize("channels,alpha", [(1, False), (3, False), (3, True)])
+def test_formats_roundtrip(tmp_path, suffix, channels, alpha):
+    path = tmp_path / f"x{suffix}"
+    written = _random_image(path, 10, 14, channels, alpha=alpha and suffix != ".jpg")
+    gray_as_rgb = suffix == ".webp" and channels == 1  # WebP has no gray mode: stored as RGB
+    assert written.channels == (3 if gray_as_rgb else channels) and written.bit_depth == 8
+    # JPEG has no alpha; Pillow writes 32-bit BMPs but reads their fourth channel as padding
+    assert (written.alpha is not None) == (alpha and suffix not in (".jpg", ".bmp"))
+    if suffix != ".jpg":  # lossless formats give back the quantised pixels
+        rng = np.random.default_rng(0)
+        expected = imageio.quantize(rng.random((10, 14, channels), dtype=np.float32), 8) / 255
+        np.testing.assert_allclose(written.pixels, np.broadcast_to(expected, written.pixels.shape), atol=1e-6)
+
+
+def test_palette_and_gray16_tiff_inputs(tmp_path):
+    from PIL import Image
+
+    palette = Image.new("P", (6, 4))
+    palette.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
+    palette.info["transparency"] = 1
+    palette.save(tmp_path / "p.png", transparency=1)
+    image = imageio.read_image(str(tmp_path / "p.png"))
+    assert image.channels == 3 and image.alpha is not None
+    Image.fromarray(np.full((5, 7), 40000, np.uint16)).save(tmp_path / "g.tif")
+    deep = imageio.read_image(str(tmp_path / "g.tif"))
+    assert deep.bit_depth == 16 and deep.pixels[0, 0, 0] == pytest.approx(40000 / 65535)
+
+
+def test_backend_option(checkpoints, tmp_path):
+    _random_image(tmp_path / "a.png", 12, 12)
+    assert _run(tmp_path / "a.png", "-m", checkpoints["sr_x2"], "-o", tmp_path / "o", "--backend", "reference") == 0

@@ -1,0 +1,112 @@
+"""Named checkpoints: download from a local HTTP server, cache, SHA-256 sidecar, failures."""
+
+import functools
+import http.server
+import os
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+import swinir
+from swinir import hub, imageio
+from swinir.cli import main
+
+PRESET = "classical_sr_x2"
+FILE_NAME = swinir.PRESETS[PRESET].checkpoint
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    requests: list[str] = []
+    truncate: set[str] = set()
+
+    def do_GET(self):  # noqa: N802  (http.server's naming)
+        type(self).requests.append(self.path)
+        name = self.path.lstrip("/")
+        if name in self.truncate:  # announce the full size, send half, hang up
+            data = open(os.path.join(self.directory, name), "rb").read()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            return
+        super().do_GET()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture()
+def server(tmp_path, monkeypatch):
+    """A local HTTP mirror serving a tiny SwinIR under the official x2 file name; SWINIR_* env set."""
+    served = tmp_path / "mirror"
+    served.mkdir()
+    torch.manual_seed(0)
+    model = swinir.build(PRESET, embed_dim=12, depths=[1], num_heads=[2])
+    torch.save({"params": model.state_dict()}, served / FILE_NAME)
+    torch.save({"weights": torch.zeros(4)}, served / swinir.PRESETS["color_dn_25"].checkpoint)
+    _Handler.requests, _Handler.truncate = [], set()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(served)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("SWINIR_DOWNLOAD_URL", f"http://127.0.0.1:{httpd.server_address[1]}/")
+    monkeypatch.setenv("SWINIR_CACHE", str(tmp_path / "cache"))
+    yield served, tmp_path / "cache"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_cache_dir_precedence(monkeypatch, tmp_path):
+    monkeypatch.delenv("SWINIR_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert hub.cache_dir() == str(tmp_path / "xdg" / "swinir")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert hub.cache_dir() == os.path.join(os.path.expanduser("~"), ".cache", "swinir")
+    monkeypatch.setenv("SWINIR_CACHE", str(tmp_path / "mine"))
+    assert hub.cache_dir() == str(tmp_path / "mine")
+
+
+def test_download_verify_and_reuse(server):
+    served, cache = server
+    path = hub.resolve(PRESET, verify=swinir.load, progress=False)
+    assert path == str(cache / FILE_NAME)
+    assert open(path, "rb").read() == (served / FILE_NAME).read_bytes()
+    sidecar = (cache / (FILE_NAME + ".sha256")).read_text().split()[0]
+    assert sidecar == hub._sha256(path)
+    assert not [name for name in os.listdir(cache) if name.endswith(".part")]
+    # reused: no second request; the official file name works as well as the preset name
+    assert hub.resolve(FILE_NAME, verify=swinir.load, progress=False) == path
+    assert _Handler.requests == ["/" + FILE_NAME]
+    # a changed cache file no longer matches its recorded hash
+    with open(path, "ab") as handle:
+        handle.write(b"tampered")
+    with pytest.raises(hub.HubError, match="SHA-256"):
+        hub.resolve(PRESET, verify=swinir.load, progress=False)
+
+
+def test_download_failures_leave_nothing_in_the_cache(server):
+    served, cache = server
+    with pytest.raises(hub.HubError, match="usable SwinIR"):  # served, but not a SwinIR
+        hub.resolve("color_dn_25", verify=swinir.load, progress=False)
+    with pytest.raises(hub.HubError, match="HTTP 404"):
+        hub.resolve("gray_dn_15", verify=swinir.load, progress=False)
+    _Handler.truncate.add(FILE_NAME)
+    with pytest.raises(hub.HubError, match="incomplete"):
+        hub.resolve(PRESET, verify=swinir.load, progress=False)
+    assert os.listdir(cache) == []
+    with pytest.raises(hub.HubError, match="unknown checkpoint"):
+        hub.resolve("no_such_model", verify=swinir.load)
+    with pytest.raises(hub.HubError, match="not found"):
+        hub.resolve("missing/file.pth", verify=swinir.load)
+
+
+def test_restore_with_a_named_checkpoint(server, tmp_path, capsys):
+    image = tmp_path / "in.png"
+    imageio.write_image(str(image), np.random.default_rng(0).random((20, 28, 3), dtype=np.float32))
+    assert main(["restore", str(image), "-m", PRESET, "-o", str(tmp_path / "out"), "-q"]) == 0
+    assert imageio.read_image(str(tmp_path / "out" / "in_SwinIR.png")).pixels.shape == (40, 56, 3)
+    assert main(["restore", str(image), "-m", "color_dn_25", "-o", str(tmp_path / "out2"), "-q"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("swinir: error: ") and "usable SwinIR" in error and "Traceback" not in error
+    assert not (tmp_path / "out2").exists()
