@@ -87,9 +87,14 @@ at::Tensor pixel_shuffle_forward_cpu(const at::Tensor& x, int64_t r, const c10::
   check_epilogue(bias, C, x, "bias");
   const auto format = output_memory_format(x);
   const auto src = x.contiguous(format);
+  const bool channels_last = format == at::MemoryFormat::ChannelsLast;
+  // Nothing to fuse in a plain, uncropped channels_last shuffle: ATen's vectorised channels_last kernel
+  // (same output format) beats the strided gather below, which pays off only with the epilogue or crop.
+  if (channels_last && r > 1 && !scale.has_value() && !bias.has_value() && out_h == H * r && out_w == W * r) {
+    return at::pixel_shuffle(src, r);
+  }
   auto out = at::empty({B, C, out_h, out_w}, x.options().memory_format(format));
   if (out.numel() == 0) return out;
-  const bool channels_last = format == at::MemoryFormat::ChannelsLast;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "pixel_shuffle_forward_cpu", [&] {
     const scalar_t* in = src.const_data_ptr<scalar_t>();
     scalar_t* o = out.mutable_data_ptr<scalar_t>();
@@ -120,10 +125,12 @@ at::Tensor pixel_shuffle_backward_cpu(const at::Tensor& grad_out, int64_t r, con
   const auto g = grad_out.contiguous(format);
   // Cropped-away pixels get no gradient: start from zeros only when the crop dropped any.
   const bool cropped = out_h < H * r || out_w < W * r;
+  const bool channels_last = format == at::MemoryFormat::ChannelsLast;
+  // The inverse of the forward's ATen shortcut: a plain, uncropped channels_last unshuffle.
+  if (channels_last && r > 1 && !scale.has_value() && !cropped) return at::pixel_unshuffle(g, r);
   auto options = grad_out.options().memory_format(format);
   auto grad_x = cropped ? at::zeros({B, C * r * r, H, W}, options) : at::empty({B, C * r * r, H, W}, options);
   if (g.numel() == 0) return grad_x;
-  const bool channels_last = format == at::MemoryFormat::ChannelsLast;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.scalar_type(), "pixel_shuffle_backward_cpu", [&] {
     const scalar_t* go = g.const_data_ptr<scalar_t>();
     scalar_t* gi = grad_x.mutable_data_ptr<scalar_t>();
