@@ -55,6 +55,16 @@ def test_plain_shuffle_equals_torch(backend, device, dtype, memory_format, B, CR
     assert out.stride() == expected.stride(), "output memory format differs from F.pixel_shuffle's"
 
 
+@pytest.mark.parametrize("backend,device", KERNEL_BACKENDS)
+@pytest.mark.parametrize("memory_format", FORMATS, ids=["nchw", "channels_last"])
+@pytest.mark.parametrize("out_size", [(1, 1), (10, 1), (1, 14), (3, 5), (0, 14)], ids=str)
+def test_plain_crops_are_exact(backend, device, memory_format, out_size):
+    x = distinct((2, 12, 5, 7), torch.float32, device).contiguous(memory_format=memory_format)
+    out = run(backend, x, 2, out_size=out_size)
+    assert torch.equal(out, F.pixel_shuffle(x, 2)[:, :, : out_size[0], : out_size[1]])
+    assert out.is_contiguous(memory_format=memory_format)
+
+
 @pytest.mark.parametrize("memory_format", FORMATS, ids=["nchw", "channels_last"])
 def test_triton_plain_shuffle_moves_bfloat16_bits_exactly(memory_format):
     skip_unless_runs("triton", "pixel_shuffle", torch.empty(1))

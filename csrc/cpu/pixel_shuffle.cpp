@@ -24,7 +24,10 @@ std::vector<T> per_channel(const c10::optional<at::Tensor>& t, int64_t channels,
 }
 
 // Visits every cropped output pixel once, calling visit(out_offset, in_offset, c), with
-// (B, C, out_h, out_w) output strides `os` and (B, C*r*r, H, W) input strides `is`.
+// (B, C, out_h, out_w) output strides `os` and (B, C*r*r, H, W) input strides `is`. Work is split by
+// output rows (b, oh); within a row the offsets are affine in the loop counters (no division per
+// element) and the innermost loop runs along the dimension that is contiguous in memory: channels for
+// channels_last, else the input row's columns (output column iw*r + j, for each phase j).
 template <typename Visit>
 void for_each_shuffled(int64_t B, int64_t C, int64_t out_h, int64_t out_w, int64_t r, at::IntArrayRef os,
                        at::IntArrayRef is, bool channels_innermost, const Visit& visit) {
@@ -33,16 +36,24 @@ void for_each_shuffled(int64_t B, int64_t C, int64_t out_h, int64_t out_w, int64
     for (int64_t row = begin; row < end; ++row) {
       const int64_t b = row / out_h, oh = row % out_h;
       const int64_t out_row = b * os[0] + oh * os[2];
+      // Input channel c*r*r + (oh % r)*r + j at input row oh / r feeds output columns iw*r + j.
       const int64_t in_row = b * is[0] + (oh % r) * r * is[1] + (oh / r) * is[2];
-      auto visit_pixel = [&](int64_t c, int64_t ow) {
-        visit(out_row + c * os[1] + ow * os[3], in_row + (c * r * r + ow % r) * is[1] + (ow / r) * is[3], c);
-      };
+      const int64_t channel_step = r * r * is[1];
       if (channels_innermost) {
-        for (int64_t ow = 0; ow < out_w; ++ow)
-          for (int64_t c = 0; c < C; ++c) visit_pixel(c, ow);
+        for (int64_t iw = 0; iw * r < out_w; ++iw) {
+          for (int64_t j = 0; j < r && iw * r + j < out_w; ++j) {
+            const int64_t o = out_row + (iw * r + j) * os[3], i = in_row + j * is[1] + iw * is[3];
+            for (int64_t c = 0; c < C; ++c) visit(o + c * os[1], i + c * channel_step, c);
+          }
+        }
       } else {
-        for (int64_t c = 0; c < C; ++c)
-          for (int64_t ow = 0; ow < out_w; ++ow) visit_pixel(c, ow);
+        for (int64_t c = 0; c < C; ++c) {
+          for (int64_t j = 0; j < r && j < out_w; ++j) {
+            const int64_t o = out_row + c * os[1] + j * os[3], i = in_row + c * channel_step + j * is[1];
+            const int64_t columns = (out_w - j + r - 1) / r;  // iw with iw*r + j < out_w
+            for (int64_t iw = 0; iw < columns; ++iw) visit(o + iw * r * os[3], i + iw * is[3], c);
+          }
+        }
       }
     }
   });
@@ -56,9 +67,14 @@ at::Tensor pixel_shuffle_forward_cpu(const at::Tensor& x, int64_t r, const c10::
   const int64_t B = d.batch, C = d.channels;
   const auto format = shuffle_memory_format(x);
   const auto src = x.contiguous(format);
+  const bool channels_last = format == at::MemoryFormat::ChannelsLast;
+  // Nothing to fuse in a plain, uncropped channels_last shuffle: ATen's vectorised channels_last kernel
+  // (same output format) beats the strided gather below, which pays off only with the epilogue or crop.
+  if (channels_last && r > 1 && !scale.has_value() && !bias.has_value() && out_h == H * r && out_w == W * r) {
+    return at::pixel_shuffle(src, r);
+  }
   auto out = at::empty({B, C, out_h, out_w}, x.options().memory_format(format));
   if (out.numel() == 0) return out;
-  const bool channels_last = format == at::MemoryFormat::ChannelsLast;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "pixel_shuffle_forward_cpu", [&] {
     const scalar_t* in = src.const_data_ptr<scalar_t>();
     scalar_t* o = out.mutable_data_ptr<scalar_t>();
@@ -86,10 +102,12 @@ at::Tensor pixel_shuffle_backward_cpu(const at::Tensor& grad_out, int64_t r, con
   const auto g = grad_out.contiguous(format);
   // Cropped-away pixels get no gradient: start from zeros only when the crop dropped any.
   const bool cropped = out_h < H * r || out_w < W * r;
+  const bool channels_last = format == at::MemoryFormat::ChannelsLast;
+  // The inverse of the forward's ATen shortcut: a plain, uncropped channels_last unshuffle.
+  if (channels_last && r > 1 && !scale.has_value() && !cropped) return at::pixel_unshuffle(g, r);
   auto options = grad_out.options().memory_format(format);
   auto grad_x = cropped ? at::zeros({B, C * r * r, H, W}, options) : at::empty({B, C * r * r, H, W}, options);
   if (g.numel() == 0) return grad_x;
-  const bool channels_last = format == at::MemoryFormat::ChannelsLast;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.scalar_type(), "pixel_shuffle_backward_cpu", [&] {
     const scalar_t* go = g.const_data_ptr<scalar_t>();
     scalar_t* gi = grad_x.mutable_data_ptr<scalar_t>();

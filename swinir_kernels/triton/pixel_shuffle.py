@@ -17,7 +17,7 @@ import triton
 import triton.language as tl
 
 from .. import _registrations
-from .window_partition import as_bits, interpreting, tile_sizes
+from .window_partition import as_bits, on_device, tile_sizes
 
 
 @triton.jit
@@ -138,11 +138,12 @@ def _launch(kernel, written: torch.Tensor, pointers: tuple, sizes: tuple, stride
     channels_last = _registrations.shuffle_memory_format(written) == torch.channels_last
     D0, D1, D2, D3 = written.shape
     M, N = (D0 * D2 * D3, D1) if channels_last else (D0 * D1 * D2, D3)
-    block_m, block_n = tile_sizes(N, interpreting() or written.device.type == "cpu")
+    block_m, block_n = tile_sizes(N)
     grid = (triton.cdiv(M, block_m) * triton.cdiv(N, block_n),)
-    kernel[grid](
-        *pointers, M, N, *sizes, *strides, CHANNELS_LAST=channels_last, BLOCK_M=block_m, BLOCK_N=block_n, **constexprs
-    )
+    with on_device(written):
+        kernel[grid](
+            *pointers, M, N, *sizes, *strides, CHANNELS_LAST=channels_last, BLOCK_M=block_m, BLOCK_N=block_n, **constexprs
+        )
 
 
 @torch.library.custom_op(

@@ -11,6 +11,7 @@ take the same arguments as the C++ schemas; fakes and autograd come from
 :func:`swinir_kernels._registrations.register_permutations` (each op is the other's backward).
 """
 
+import contextlib
 import os
 
 import torch
@@ -28,17 +29,22 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
+def on_device(t: torch.Tensor):
+    """Makes t's GPU the current one for the launch (Triton launches on the current device)."""
+    return torch.cuda.device(t.device) if t.device.type == "cuda" else contextlib.nullcontext()
+
+
 def as_bits(t: torch.Tensor) -> torch.Tensor:
     """The same memory viewed as a same-width integer tensor (strides unchanged)."""
     return t if not t.is_floating_point() else t.view(_BITS_DTYPE[t.element_size()])
 
 
-def tile_sizes(inner: int, interpreter: bool) -> tuple[int, int]:
+def tile_sizes(inner: int) -> tuple[int, int]:
     """(rows, inner width) of one program's tile: the inner width a power of two >= `inner` (at most
     256, wider extents loop), and rows so that a tile holds ~4K elements on a GPU, or ~32K under the
     interpreter, where every program costs milliseconds of Python overhead."""
     width = min(triton.next_power_of_2(max(inner, 1)), 256)
-    elements = 32768 if interpreter else 4096
+    elements = 32768 if interpreting() else 4096
     return max(1, elements // width), width
 
 
@@ -104,25 +110,26 @@ def _permute(image: torch.Tensor, windows: torch.Tensor, window_size: int, shift
     num_tokens = windows.shape[0] * windows.shape[1]
     if image.numel() == 0:
         return
-    block_p, block_c = tile_sizes(C, interpreting() or image.device.type == "cpu")
+    block_p, block_c = tile_sizes(C)
     src, dst = (image, windows) if to_windows else (windows, image)
     grid = (triton.cdiv(num_tokens, block_p),)  # 1-D: no 65,535 limit on the number of windows
-    _window_permute_kernel[grid](
-        as_bits(src),
-        as_bits(dst),
-        num_tokens,
-        C,
-        H,
-        W,
-        shift % H,  # Python's %: a negative shift rolls the other way
-        shift % W,
-        *image.stride(),
-        *windows.stride(),
-        WS=window_size,
-        TO_WINDOWS=to_windows,
-        BLOCK_P=block_p,
-        BLOCK_C=block_c,
-    )
+    with on_device(image):
+        _window_permute_kernel[grid](
+            as_bits(src),
+            as_bits(dst),
+            num_tokens,
+            C,
+            H,
+            W,
+            shift % H,  # Python's %: a negative shift rolls the other way
+            shift % W,
+            *image.stride(),
+            *windows.stride(),
+            WS=window_size,
+            TO_WINDOWS=to_windows,
+            BLOCK_P=block_p,
+            BLOCK_C=block_c,
+        )
 
 
 @torch.library.custom_op(

@@ -1,0 +1,91 @@
+"""Benchmark pixel_shuffle with its fused epilogue against eager PyTorch, its torch.compile, and a
+plain copy of the input (the bandwidth ceiling).
+
+Two SwinIR cases:
+* ``tail``: the lightweight model's tail, ``(F.pixel_shuffle(x, r) * (1/img_range) + mean)[..., :oh, :ow]``
+  (r = 4, 3 output channels, cropped by a few pixels), fused into one pass by ours;
+* ``upsample``: the classical model's ``PixelShuffle(2)`` (C=64 output channels), a plain shuffle.
+Each in NCHW and channels_last. Bytes moved = x read + output written, for every provider.
+
+    python bench/bench_pixel_shuffle.py                  # CPU table, 2 threads
+    python bench/bench_pixel_shuffle.py --device cuda    # SwinIR shapes on the GPU
+"""
+
+import argparse
+
+import torch
+import torch.nn.functional as F
+
+import swinir_kernels as sk
+
+try:
+    from _perm_utils import Table, kernel_providers
+except ImportError:  # run as a module: python -m bench.bench_pixel_shuffle
+    from bench._perm_utils import Table, kernel_providers
+
+# (case, (B, C*r*r, H, W), r, crop): crop pixels removed from the bottom and right of the output.
+GPU_CASES = [("tail", (1, 48, 256, 256), 4, 8), ("upsample", (1, 256, 256, 256), 2, 0)]
+GPU_DTYPES = [torch.float32, torch.float16]
+CPU_CASES = [("tail", (1, 48, 128, 128), 4, 8), ("upsample", (1, 256, 64, 64), 2, 0)]
+CPU_DTYPES = [torch.float32]
+FORMATS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
+
+
+def eager_tail(x, r, scale, bias, out_h, out_w):
+    """SwinIR's code: shuffle, then the affine as broadcast ops, then a crop (a view)."""
+    y = F.pixel_shuffle(x, r)
+    if scale is not None:
+        y = y * scale.reshape(1, -1, 1, 1) + bias.reshape(1, -1, 1, 1)
+    return y[:, :, :out_h, :out_w]
+
+
+def run_case(table, device, dtype, case, shape, r, crop, format_name, compile_baseline):
+    x = torch.randn(shape, device=device, dtype=dtype).contiguous(memory_format=FORMATS[format_name])
+    C = shape[1] // (r * r)
+    out_h, out_w = shape[2] * r - crop, shape[3] * r - crop
+    if case == "tail":  # img_range 1.0 would be a no-op; SwinIR's DIV2K mean per channel
+        scale = torch.full((C,), 1 / 255.0, device=device, dtype=dtype)
+        bias = torch.tensor([0.4488, 0.4371, 0.4040], device=device, dtype=dtype)
+    else:
+        scale = bias = None
+    nbytes = (x.numel() + shape[0] * C * out_h * out_w) * x.element_size()
+    copy_target = torch.empty_like(x)
+    providers = {
+        "copy": lambda: copy_target.copy_(x),
+        "reference": lambda: eager_tail(x, r, scale, bias, out_h, out_w),
+    }
+    if compile_baseline:
+        torch._dynamo.reset()
+        compiled = torch.compile(eager_tail, dynamic=False)
+        providers["compile"] = lambda: compiled(x, r, scale, bias, out_h, out_w)
+    for backend in kernel_providers("pixel_shuffle", device):
+
+        def ours(backend=backend):
+            with sk.use_backend(backend):
+                return sk.pixel_shuffle(x, r, scale=scale, bias=bias, out_size=(out_h, out_w))
+
+        torch.testing.assert_close(ours(), providers["reference"](), msg=f"{backend} differs from eager")
+        providers[backend] = ours
+    table.compare(f"pixel_shuffle_{case}", f"fwd_{format_name}", dtype, shape, nbytes, providers)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile baseline")
+    parser.add_argument("--no-csv", action="store_true", help="print only, do not append to bench/results")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    on_gpu = args.device == "cuda"
+    table = Table(args.device)
+    for dtype in GPU_DTYPES if on_gpu else CPU_DTYPES:
+        for case, shape, r, crop in GPU_CASES if on_gpu else CPU_CASES:
+            for format_name in FORMATS:
+                run_case(table, args.device, dtype, case, shape, r, crop, format_name, not args.no_compile)
+    if not args.no_csv:
+        print("appended to", table.append_csv())
+
+
+if __name__ == "__main__":
+    main()
