@@ -28,14 +28,21 @@ echo "== tests (all, CUDA included)"
 python3 -m pytest -q -rs -p no:cacheprovider --junitxml="$out/tests.xml" "$@" 2>&1 | tee "$out/tests.log" | tail -30
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
-echo "== benchmarks"
-for script in bench/bench_*.py; do
-  echo "-- $script"
-  python3 "$script" --results-dir "$out" >>"$out/bench.log" 2>&1 || { echo "$script FAILED (see bench.log)"; status=1; }
+echo "== benchmarks (rows are appended to bench/results/<device>.csv and copied to OUTDIR)"
+run_bench() {
+  echo "-- $*" | tee -a "$out/bench.log"
+  python3 "$@" >>"$out/bench.log" 2>&1 || { echo "FAILED: $* (see bench.log)"; status=1; }
+}
+for dtype in bfloat16 float16 float32; do
+  run_bench bench/bench_window_attention.py --device cuda --dtype $dtype
+  run_bench bench/bench_swinir.py --device cuda --dtype $dtype
 done
+run_bench bench/bench_window_partition.py --device cuda
+run_bench bench/bench_pixel_shuffle.py --device cuda
 for dtype in bf16 fp32; do
-  python3 bench/profile_swinir.py --dtype $dtype --results-dir "$out" >>"$out/bench.log" 2>&1 || { echo "profile $dtype FAILED"; status=1; }
+  run_bench bench/profile_swinir.py --device cuda --dtype $dtype
 done
-tail -60 "$out/bench.log"
+cp bench/results/*.csv "$out/" 2>/dev/null
+tail -80 "$out/bench.log"
 ls -la "$out"
 exit $status
