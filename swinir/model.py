@@ -528,7 +528,7 @@ class SwinIR(nn.Module):
             img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim, depths=depths,
             num_heads=num_heads, window_size=window_size, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, qk_scale=qk_scale,
             drop_rate=drop_rate, attn_drop_rate=attn_drop_rate, drop_path_rate=drop_path_rate, ape=ape,
-            patch_norm=patch_norm, use_checkpoint=use_checkpoint, upscale=upscale, img_range=img_range,
+            patch_norm=patch_norm, use_checkpoint=use_checkpoint, upscale=1 if upsampler == "" else upscale, img_range=img_range,
             upsampler=upsampler, resi_connection=resi_connection, backend=backend,
         )  # fmt: skip
         self.in_chans = in_chans
