@@ -52,36 +52,36 @@ def test_loaded_model_reproduces_the_official_output():
         torch.testing.assert_close(model(x), official(x), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize(
-    "wrap",
-    [
-        pytest.param(lambda s: s, id="bare"),
-        pytest.param(lambda s: {"params": s}, id="params"),
-        pytest.param(lambda s: {"params_ema": s, "params": {k: torch.zeros_like(v) for k, v in s.items()}}, id="ema-preferred"),
-        pytest.param(lambda s: {"state_dict": {"module." + k: v for k, v in s.items()}, "epoch": 3}, id="module-prefix"),
-        pytest.param(lambda s: {"model": s}, id="model"),
-    ],
-)
-@pytest.mark.parametrize("suffix", [".pth", ".safetensors", None])
-def test_load_wrappers_and_formats(tmp_path, wrap, suffix):
-    config = small_preset_config("lightweight_sr_x2")
-    official = OfficialSwinIR(**config).eval()
-    state = official.state_dict()
-    obj = wrap(state)
-    if suffix is None:
-        source = obj
-    elif suffix == ".pth":
-        source = tmp_path / "weights.pth"
-        torch.save(obj, source)
-    else:
-        flat = obj if all(isinstance(v, torch.Tensor) for v in obj.values()) else None
-        if flat is None:
-            pytest.skip("safetensors stores flat tensor dicts only")
-        source = tmp_path / "weights.safetensors"
-        save_file({k: v.contiguous() for k, v in flat.items()}, str(source))
-    model = swinir.load(source)
+WRAPPERS = [
+    pytest.param(lambda s: s, id="bare"),
+    pytest.param(lambda s: {"params": s}, id="params"),
+    pytest.param(lambda s: {"params_ema": s, "params": {k: torch.zeros_like(v) for k, v in s.items()}}, id="ema-preferred"),
+    pytest.param(lambda s: {"state_dict": {"module." + k: v for k, v in s.items()}, "epoch": 3}, id="module-prefix"),
+    pytest.param(lambda s: {"model": s}, id="model"),
+]
+
+
+def assert_loaded(model, state):
     for key, value in model.state_dict().items():
         assert torch.equal(value, state[key]), key
+
+
+@pytest.mark.parametrize("wrap", WRAPPERS)
+@pytest.mark.parametrize("saved", [True, False], ids=["pth-file", "dict"])
+def test_load_wrappers(tmp_path, wrap, saved):
+    state = OfficialSwinIR(**small_preset_config("lightweight_sr_x2")).state_dict()
+    source = wrap(state)
+    if saved:
+        torch.save(source, tmp_path / "weights.pth")
+        source = str(tmp_path / "weights.pth")
+    assert_loaded(swinir.load(source), state)
+
+
+@pytest.mark.parametrize("prefix", ["", "module."])
+def test_load_safetensors(tmp_path, prefix):
+    state = OfficialSwinIR(**small_preset_config("real_sr_x2")).state_dict()
+    save_file({prefix + k: v.contiguous() for k, v in state.items()}, str(tmp_path / "weights.safetensors"))
+    assert_loaded(swinir.load(tmp_path / "weights.safetensors"), state)
 
 
 def test_overrides_win():
