@@ -69,9 +69,8 @@ def run_case(rows, device, dtype, case, shape, r, crop, format_name, compile_bas
         torch.testing.assert_close(ours(), providers["reference"](), msg=f"{backend} differs from eager")
         providers[backend] = ours
     shape_label = "x".join(map(str, shape))
-    case_rows = compare_providers(
-        f"pixel_shuffle_{case}", f"fwd_{format_name}", dtype, shape_label, nbytes, providers, device, **MEMORY_BOUND_TIMING
-    )
+    op, mode = f"pixel_shuffle_{case}", f"fwd_{format_name}"
+    case_rows = compare_providers(op, mode, dtype, shape_label, nbytes, providers, device, **MEMORY_BOUND_TIMING)
     print_rows(case_rows)
     rows += case_rows
 
