@@ -17,13 +17,9 @@ import torch.nn.functional as F
 import swinir_kernels as sk
 
 try:
-    from utils import (
-        MEMORY_BOUND_TIMING, append_csv, compare_providers, kernel_providers, memory_bound_args, print_rows,
-    )
+    import utils
 except ImportError:  # run as a module: python -m bench.bench_pixel_shuffle
-    from bench.utils import (
-        MEMORY_BOUND_TIMING, append_csv, compare_providers, kernel_providers, memory_bound_args, print_rows,
-    )
+    from bench import utils
 
 # (case, (B, C*r*r, H, W), r, crop): crop pixels removed from the bottom and right of the output.
 GPU_CASES = [("tail", (1, 48, 256, 256), 4, 8), ("upsample", (1, 256, 256, 256), 2, 0)]
@@ -60,7 +56,7 @@ def run_case(rows, device, dtype, case, shape, r, crop, format_name, compile_bas
         torch._dynamo.reset()
         compiled = torch.compile(eager_tail, dynamic=False)
         providers["compile"] = lambda: compiled(x, r, scale, bias, out_h, out_w)
-    for backend in kernel_providers("pixel_shuffle", device):
+    for backend in utils.kernel_providers("pixel_shuffle", device):
 
         def ours(backend=backend):
             with sk.use_backend(backend):
@@ -70,13 +66,14 @@ def run_case(rows, device, dtype, case, shape, r, crop, format_name, compile_bas
         providers[backend] = ours
     shape_label = "x".join(map(str, shape))
     op, mode = f"pixel_shuffle_{case}", f"fwd_{format_name}"
-    case_rows = compare_providers(op, mode, dtype, shape_label, nbytes, providers, device, **MEMORY_BOUND_TIMING)
-    print_rows(case_rows)
+    timing = utils.MEMORY_BOUND_TIMING
+    case_rows = utils.compare_providers(op, mode, dtype, shape_label, nbytes, providers, device, **timing)
+    utils.print_rows(case_rows)
     rows += case_rows
 
 
 def main() -> None:
-    args = memory_bound_args(__doc__)
+    args = utils.memory_bound_args(__doc__)
     on_gpu = args.device == "cuda"
     rows: list[dict] = []
     for dtype in GPU_DTYPES if on_gpu else CPU_DTYPES:
@@ -84,7 +81,7 @@ def main() -> None:
             for format_name in FORMATS:
                 run_case(rows, args.device, dtype, case, shape, r, crop, format_name, not args.no_compile)
     if not args.no_csv:
-        print("appended to", append_csv(rows, args.device))
+        print("appended to", utils.append_csv(rows, args.device))
 
 
 if __name__ == "__main__":

@@ -15,13 +15,9 @@ import swinir_kernels as sk
 from swinir_kernels import reference
 
 try:
-    from utils import (
-        MEMORY_BOUND_TIMING, append_csv, compare_providers, kernel_providers, memory_bound_args, print_rows,
-    )
+    import utils
 except ImportError:  # run as a module: python -m bench.bench_window_partition
-    from bench.utils import (
-        MEMORY_BOUND_TIMING, append_csv, compare_providers, kernel_providers, memory_bound_args, print_rows,
-    )
+    from bench import utils
 
 # (B, H, W, C): classical SwinIR (C=180) inference at 256x256 LR and a training batch of 64x64 patches.
 GPU_SHAPES = [(1, 256, 256, 180), (32, 64, 64, 180)]
@@ -50,15 +46,15 @@ def run_case(rows: list[dict], device: str, dtype: torch.dtype, shape, compile_b
             torch._dynamo.reset()
             compiled = torch.compile(eager, dynamic=False)
             providers["compile"] = lambda: call(compiled)
-        for backend in kernel_providers(op, device):
+        for backend in utils.kernel_providers(op, device):
             ours = getattr(sk, op)
             with sk.use_backend(backend):
                 assert torch.equal(call(ours), call(eager)), f"{backend} {op} differs from the reference"
             providers[backend] = lambda backend=backend: _with_backend(backend, call, ours)
-        case_rows = compare_providers(
-            op, "forward", dtype, "x".join(map(str, shape)), nbytes, providers, device, **MEMORY_BOUND_TIMING
+        case_rows = utils.compare_providers(
+            op, "forward", dtype, "x".join(map(str, shape)), nbytes, providers, device, **utils.MEMORY_BOUND_TIMING
         )
-        print_rows(case_rows)
+        utils.print_rows(case_rows)
         rows += case_rows
 
 
@@ -68,14 +64,14 @@ def _with_backend(backend, call, op):
 
 
 def main() -> None:
-    args = memory_bound_args(__doc__)
+    args = utils.memory_bound_args(__doc__)
     on_gpu = args.device == "cuda"
     rows: list[dict] = []
     for dtype in GPU_DTYPES if on_gpu else CPU_DTYPES:
         for shape in GPU_SHAPES if on_gpu else CPU_SHAPES:
             run_case(rows, args.device, dtype, shape, compile_baseline=not args.no_compile)
     if not args.no_csv:
-        print("appended to", append_csv(rows, args.device))
+        print("appended to", utils.append_csv(rows, args.device))
 
 
 if __name__ == "__main__":
