@@ -11,17 +11,15 @@ Each in NCHW and channels_last. Bytes moved = x read + output written, for every
     python bench/bench_pixel_shuffle.py --device cuda    # SwinIR shapes on the GPU
 """
 
-import argparse
-
 import torch
 import torch.nn.functional as F
 
 import swinir_kernels as sk
 
 try:
-    from _perm_utils import Table, kernel_providers
+    import utils
 except ImportError:  # run as a module: python -m bench.bench_pixel_shuffle
-    from bench._perm_utils import Table, kernel_providers
+    from bench import utils
 
 # (case, (B, C*r*r, H, W), r, crop): crop pixels removed from the bottom and right of the output.
 GPU_CASES = [("tail", (1, 48, 256, 256), 4, 8), ("upsample", (1, 256, 256, 256), 2, 0)]
@@ -39,7 +37,7 @@ def eager_tail(x, r, scale, bias, out_h, out_w):
     return y[:, :, :out_h, :out_w]
 
 
-def run_case(table, device, dtype, case, shape, r, crop, format_name, compile_baseline):
+def run_case(rows, device, dtype, case, shape, r, crop, format_name, compile_baseline):
     x = torch.randn(shape, device=device, dtype=dtype).contiguous(memory_format=FORMATS[format_name])
     C = shape[1] // (r * r)
     out_h, out_w = shape[2] * r - crop, shape[3] * r - crop
@@ -58,7 +56,7 @@ def run_case(table, device, dtype, case, shape, r, crop, format_name, compile_ba
         torch._dynamo.reset()
         compiled = torch.compile(eager_tail, dynamic=False)
         providers["compile"] = lambda: compiled(x, r, scale, bias, out_h, out_w)
-    for backend in kernel_providers("pixel_shuffle", device):
+    for backend in utils.kernel_providers("pixel_shuffle", device):
 
         def ours(backend=backend):
             with sk.use_backend(backend):
@@ -66,25 +64,24 @@ def run_case(table, device, dtype, case, shape, r, crop, format_name, compile_ba
 
         torch.testing.assert_close(ours(), providers["reference"](), msg=f"{backend} differs from eager")
         providers[backend] = ours
-    table.compare(f"pixel_shuffle_{case}", f"fwd_{format_name}", dtype, shape, nbytes, providers)
+    shape_label = "x".join(map(str, shape))
+    op, mode = f"pixel_shuffle_{case}", f"fwd_{format_name}"
+    timing = utils.MEMORY_BOUND_TIMING
+    case_rows = utils.compare_providers(op, mode, dtype, shape_label, nbytes, providers, device, **timing)
+    utils.print_rows(case_rows)
+    rows += case_rows
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
-    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile baseline")
-    parser.add_argument("--no-csv", action="store_true", help="print only, do not append to bench/results")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = utils.memory_bound_args(__doc__)
     on_gpu = args.device == "cuda"
-    table = Table(args.device)
+    rows: list[dict] = []
     for dtype in GPU_DTYPES if on_gpu else CPU_DTYPES:
         for case, shape, r, crop in GPU_CASES if on_gpu else CPU_CASES:
             for format_name in FORMATS:
-                run_case(table, args.device, dtype, case, shape, r, crop, format_name, not args.no_compile)
+                run_case(rows, args.device, dtype, case, shape, r, crop, format_name, not args.no_compile)
     if not args.no_csv:
-        print("appended to", table.append_csv())
+        print("appended to", utils.append_csv(rows, args.device))
 
 
 if __name__ == "__main__":

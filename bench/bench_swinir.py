@@ -16,14 +16,8 @@ single byte count).
 """
 
 import argparse
-import csv
-import datetime
 import os
-import re
-import statistics
-import subprocess
 import sys
-import time
 
 import torch
 
@@ -31,31 +25,13 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import swinir  # noqa: E402
 
-COLUMNS = (
-    "op", "provider", "mode", "dtype", "shape", "median_ms", "gb_s", "speedup_vs_reference", "peak_mb",
-    "device", "torch", "commit", "date",
-)  # fmt: skip
-RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+try:
+    from utils import append_csv, median_ms, row, synchronize
+except ImportError:  # run as a module: python -m bench.bench_swinir
+    from bench.utils import append_csv, median_ms, row, synchronize
+
 CASES = (("classical_sr_x4", 256, 32), ("lightweight_sr_x4", 256, 32), ("color_dn_25", 512, 64))  # preset, size, quick size
 PROVIDERS = (("swinir", "auto"), ("reference", "reference"))  # provider name, SwinIR backend
-
-
-def device_label(device: str) -> str:
-    if device == "cpu":
-        return f"cpu-{torch.get_num_threads()}threads"
-    return re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name(device).lower()).strip("-")
-
-
-def results_file(device: str) -> str:
-    return os.path.join(RESULTS_DIR, ("cpu" if device == "cpu" else device_label(device)) + ".csv")
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return ""
 
 
 def _status_kb(field: str) -> int:
@@ -74,11 +50,12 @@ def _reset_peak_rss() -> None:
 def measure(model, x, repeats: int, warmup: int) -> tuple[float, float | None]:
     """(median ms, peak MB) of ``model(x)`` under no_grad."""
     cuda = x.device.type == "cuda"
+    device = str(x.device)
     with torch.no_grad():
         for _ in range(warmup):
             model(x)
         if cuda:
-            torch.cuda.synchronize()
+            synchronize(device)
             torch.cuda.reset_peak_memory_stats()
             base = torch.cuda.memory_allocated()
         else:
@@ -87,18 +64,13 @@ def measure(model, x, repeats: int, warmup: int) -> tuple[float, float | None]:
                 base = _status_kb("VmRSS") * 1024
             except OSError:
                 base = None
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            model(x)
-            if cuda:
-                torch.cuda.synchronize()
-            times.append((time.perf_counter() - start) * 1e3)
+        # Warm-up done above, before the memory baseline: first-call allocations are not counted.
+        ms = median_ms({"model": lambda: model(x)}, device, warmup=0, repeats=repeats)["model"]
     if cuda:
         peak = (torch.cuda.max_memory_allocated() - base) / 2**20
     else:
         peak = None if base is None else max(0, _status_kb("VmHWM") * 1024 - base) / 2**20
-    return statistics.median(times), peak
+    return ms, peak
 
 
 def main(argv=None):
@@ -119,10 +91,6 @@ def main(argv=None):
     quick = args.quick or cpu
     repeats = args.repeats or (3 if cpu else 20)
     dtype = getattr(torch, args.dtype)
-    stamp = dict(
-        device=device_label(args.device), torch=torch.__version__, commit=git_commit(),
-        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    )  # fmt: skip
     rows = []
     for preset, size, quick_size in CASES:
         if preset not in args.cases:
@@ -141,25 +109,14 @@ def main(argv=None):
             results[provider] = measure(model, x, repeats, warmup=1 if cpu else 3)
             del model
         reference_ms = results["reference"][0]
-        for provider, (median_ms, peak_mb) in results.items():
-            rows.append(dict(
-                op=f"swinir_{preset}", provider=provider, mode="forward", dtype=args.dtype,
-                shape=f"1x{in_chans}x{side}x{side}", median_ms=f"{median_ms:.3f}", gb_s="",
-                speedup_vs_reference=f"{reference_ms / median_ms:.2f}",
-                peak_mb="" if peak_mb is None else f"{peak_mb:.1f}", **stamp,
-            ))  # fmt: skip
-            print(f"{preset:20s} {provider:10s} {side}x{side} {args.dtype}: {median_ms:9.2f} ms  "
-                  f"x{reference_ms / median_ms:.2f} vs reference  peak {rows[-1]['peak_mb'] or '-'} MB", flush=True)
+        for provider, (ms, peak_mb) in results.items():
+            shape = f"1x{in_chans}x{side}x{side}"
+            rows.append(row(f"swinir_{preset}", provider, "forward", args.dtype, shape, ms, None, reference_ms,
+                            peak_mb, args.device))  # fmt: skip
+            print(f"{preset:20s} {provider:10s} {side}x{side} {args.dtype}: {ms:9.2f} ms  "
+                  f"x{reference_ms / ms:.2f} vs reference  peak {rows[-1]['peak_mb'] or '-'} MB", flush=True)
     if not args.no_save and rows:
-        path = results_file(args.device)
-        os.makedirs(RESULTS_DIR, exist_ok=True)
-        new = not os.path.exists(path)
-        with open(path, "a", newline="") as out:
-            writer = csv.DictWriter(out, fieldnames=COLUMNS)
-            if new:
-                writer.writeheader()
-            writer.writerows(rows)
-        print(f"appended {len(rows)} rows to {path}")
+        print(f"appended {len(rows)} rows to {append_csv(rows, args.device)}")
     return rows
 
 

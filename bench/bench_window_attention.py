@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 import swinir_kernels  # noqa: E402
 from swinir_kernels import _backend, reference  # noqa: E402
 
-from utils import append_csv, median_ms, peak_memory_mb, print_table, row  # noqa: E402
+from utils import append_csv, compare_providers, print_table  # noqa: E402
 
 WINDOW_SIZE, SHIFT = 8, 4
 # (B, H, W, C, num_heads): SwinIR lightweight (C=60, head_dim 10) and classical (C=180, head_dim 30).
@@ -123,12 +123,7 @@ def bench_shape(shape, dtype, device, mode_names, provider_fns) -> list[dict]:
                 return call
 
         calls = {name: timed(fn) for name, fn in provider_fns.items()}
-        times = median_ms(calls, device)
-        for name, call in calls.items():
-            rows.append(
-                row("shifted_window_attention", name, mode, dtype, shape_label, times[name], bytes_moved,
-                    times["reference"], peak_memory_mb(call, device), device)
-            )
+        rows += compare_providers("shifted_window_attention", mode, dtype, shape_label, bytes_moved, calls, device)
     return rows
 
 

@@ -9,17 +9,15 @@ contiguous), compile (torch.compile of the eager code), then ours: cpu on CPU; c
     python bench/bench_window_partition.py --device cuda    # SwinIR shapes on the GPU
 """
 
-import argparse
-
 import torch
 
 import swinir_kernels as sk
 from swinir_kernels import reference
 
 try:
-    from _perm_utils import Table, kernel_providers
+    import utils
 except ImportError:  # run as a module: python -m bench.bench_window_partition
-    from bench._perm_utils import Table, kernel_providers
+    from bench import utils
 
 # (B, H, W, C): classical SwinIR (C=180) inference at 256x256 LR and a training batch of 64x64 patches.
 GPU_SHAPES = [(1, 256, 256, 180), (32, 64, 64, 180)]
@@ -30,7 +28,7 @@ CPU_DTYPES = [torch.float32]
 WINDOW_SIZE, SHIFT = 8, 4
 
 
-def run_case(table: Table, device: str, dtype: torch.dtype, shape, compile_baseline: bool) -> None:
+def run_case(rows: list[dict], device: str, dtype: torch.dtype, shape, compile_baseline: bool) -> None:
     B, H, W, C = shape
     ws = WINDOW_SIZE
     x = torch.randn(shape, device=device, dtype=dtype)
@@ -48,12 +46,16 @@ def run_case(table: Table, device: str, dtype: torch.dtype, shape, compile_basel
             torch._dynamo.reset()
             compiled = torch.compile(eager, dynamic=False)
             providers["compile"] = lambda: call(compiled)
-        for backend in kernel_providers(op, device):
+        for backend in utils.kernel_providers(op, device):
             ours = getattr(sk, op)
             with sk.use_backend(backend):
                 assert torch.equal(call(ours), call(eager)), f"{backend} {op} differs from the reference"
             providers[backend] = lambda backend=backend: _with_backend(backend, call, ours)
-        table.compare(op, "forward", dtype, shape, nbytes, providers)
+        case_rows = utils.compare_providers(
+            op, "forward", dtype, "x".join(map(str, shape)), nbytes, providers, device, **utils.MEMORY_BOUND_TIMING
+        )
+        utils.print_rows(case_rows)
+        rows += case_rows
 
 
 def _with_backend(backend, call, op):
@@ -62,20 +64,14 @@ def _with_backend(backend, call, op):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
-    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile baseline")
-    parser.add_argument("--no-csv", action="store_true", help="print only, do not append to bench/results")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = utils.memory_bound_args(__doc__)
     on_gpu = args.device == "cuda"
-    table = Table(args.device)
+    rows: list[dict] = []
     for dtype in GPU_DTYPES if on_gpu else CPU_DTYPES:
         for shape in GPU_SHAPES if on_gpu else CPU_SHAPES:
-            run_case(table, args.device, dtype, shape, compile_baseline=not args.no_compile)
+            run_case(rows, args.device, dtype, shape, compile_baseline=not args.no_compile)
     if not args.no_csv:
-        print("appended to", table.append_csv())
+        print("appended to", utils.append_csv(rows, args.device))
 
 
 if __name__ == "__main__":

@@ -1,10 +1,15 @@
-"""Timing and CSV helpers shared by the benchmarks in bench/.
+"""Timing, memory, CSV and table helpers shared by every benchmark in bench/.
 
-Rows go to bench/results/<device>.csv (appended) with the project's columns; ``gb_s`` is the bytes
-the fused kernel must move (a model stated by each benchmark) divided by the median time, so providers
-are compared against the same byte count, not against the bytes they actually move.
+Rows go to <results>/<device>.csv (appended, header written once) with the project's columns (COLUMNS);
+<device> is device_name(): the GPU's name, or ``cpu-<threads>core-<cpu model>`` on CPU. ``gb_s`` is the
+bytes the fused kernel must move (a model stated by each benchmark) divided by the median time, so
+providers are compared against the same byte count, not against the bytes they actually move.
+
+Environment:
+    SWINIR_BENCH_RESULTS_DIR   folder the CSV files go to (created if missing); default bench/results.
 """
 
+import argparse
 import csv
 import datetime
 import os
@@ -31,7 +36,7 @@ COLUMNS = (
     "commit",
     "date",
 )
-RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+DEFAULT_RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
 def cpu_model() -> str:
@@ -58,21 +63,54 @@ def device_name(device: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
 
 
+# median_ms options for short memory-bound ops (permutations, pixel shuffle): many rounds on CPU,
+# do_bench on a GPU where launch overhead would otherwise dominate.
+MEMORY_BOUND_TIMING = {"repeats": 9, "min_seconds": 0.5, "gpu_do_bench": True}
+
+
+def memory_bound_args(description: str) -> argparse.Namespace:
+    """The command line of the memory-bound benchmarks (--device, --threads, --no-compile, --no-csv);
+    also applies --threads (torch.set_num_threads)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile baseline")
+    parser.add_argument("--no-csv", action="store_true", help="print only, do not append to bench/results")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    return args
+
+
 def synchronize(device: str) -> None:
     if device != "cpu":
         torch.cuda.synchronize(device)
 
 
-def median_ms(fns: dict[str, Callable[[], object]], device: str, warmup: int = 1, repeats: int = 5) -> dict[str, float]:
-    """Median wall time (ms) of each fn() after `warmup` calls. The fns are timed round-robin (one call
-    of each per round), so load from other processes on a shared machine hits every provider alike.
-    On CUDA each call is bracketed by synchronisations."""
+def median_ms(
+    fns: dict[str, Callable[[], object]],
+    device: str,
+    warmup: int = 1,
+    repeats: int = 5,
+    min_seconds: float = 0.0,
+    gpu_do_bench: bool = False,
+) -> dict[str, float]:
+    """Median wall time (ms) of each fn() after `warmup` calls of each. The fns are timed round-robin
+    (one call of each per round, at least `repeats` rounds and at least `min_seconds` in all), so load
+    from other processes on a shared machine hits every provider alike. On CUDA each call is bracketed
+    by synchronisations, or, with `gpu_do_bench`, each fn is timed alone by triton's do_bench (CUDA
+    events, L2 flushed between calls: closer to the kernel time of short memory-bound ops)."""
+    if gpu_do_bench and device != "cpu":
+        import triton.testing
+
+        return {name: float(triton.testing.do_bench(fn, quantiles=[0.5, 0.2, 0.8])[0]) for name, fn in fns.items()}
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     synchronize(device)
     times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
+    first = next(iter(fns))
+    start_all = time.perf_counter()
+    while len(times[first]) < repeats or time.perf_counter() - start_all < min_seconds:
         for name, fn in fns.items():
             synchronize(device)
             start = time.perf_counter()
@@ -105,17 +143,17 @@ def git_commit() -> str:
         return "unknown"
 
 
-def row(op: str, provider: str, mode: str, dtype: torch.dtype, shape: str, ms: float, bytes_moved: int,
-        reference_ms: float | None, peak_mb: float | None, device: str) -> dict:
-    """One CSV row; gb_s = bytes_moved / time, speedup = reference_ms / ms."""
+def row(op: str, provider: str, mode: str, dtype: torch.dtype | str, shape: str, ms: float,
+        bytes_moved: int | None, reference_ms: float | None, peak_mb: float | None, device: str) -> dict:
+    """One CSV row; gb_s = bytes_moved / time (empty when None), speedup = reference_ms / ms."""
     return {
         "op": op,
         "provider": provider,
         "mode": mode,
         "dtype": str(dtype).removeprefix("torch."),
         "shape": shape,
-        "median_ms": f"{ms:.3f}",
-        "gb_s": f"{bytes_moved / (ms * 1e-3) / 1e9:.3g}",
+        "median_ms": f"{ms:.4f}",
+        "gb_s": "" if bytes_moved is None else f"{bytes_moved / (ms * 1e-3) / 1e9:.4g}",
         "speedup_vs_reference": "" if reference_ms is None else f"{reference_ms / ms:.2f}",
         "peak_mb": "" if peak_mb is None else f"{peak_mb:.1f}",
         "device": device_name(device),
@@ -125,10 +163,29 @@ def row(op: str, provider: str, mode: str, dtype: torch.dtype, shape: str, ms: f
     }
 
 
+def compare_providers(op: str, mode: str, dtype: torch.dtype, shape: str, bytes_moved: int | None,
+                      fns: dict[str, Callable[[], object]], device: str, **timing) -> list[dict]:
+    """Times `fns` ({provider: fn}, together, see median_ms(**timing)) and returns one row per
+    provider, with the speedup relative to the provider named ``reference`` when there is one and
+    each fn's peak memory."""
+    times = median_ms(fns, device, **timing)
+    reference_ms = times.get("reference")
+    return [
+        row(op, name, mode, dtype, shape, times[name], bytes_moved, reference_ms, peak_memory_mb(fn, device), device)
+        for name, fn in fns.items()
+    ]
+
+
+def results_path(device: str) -> str:
+    """<results>/<device_name(device)>.csv; <results> is $SWINIR_BENCH_RESULTS_DIR or bench/results."""
+    results_dir = os.environ.get("SWINIR_BENCH_RESULTS_DIR") or DEFAULT_RESULTS_DIR
+    return os.path.join(results_dir, f"{device_name(device)}.csv")
+
+
 def append_csv(rows: list[dict], device: str) -> str:
-    """Appends `rows` to bench/results/<device_name(device)>.csv (header written once); returns the path."""
-    os.makedirs(RESULTS_DIR, exist_ok=True)
-    path = os.path.join(RESULTS_DIR, f"{device_name(device)}.csv")
+    """Appends `rows` to results_path(device) (header written once); returns the path."""
+    path = results_path(device)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     new_file = not os.path.exists(path)
     with open(path, "a", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
@@ -144,3 +201,22 @@ def print_table(rows: list[dict]) -> None:
     print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
     for r in rows:
         print("  ".join(r[c].ljust(w) for c, w in zip(columns, widths)))
+
+
+def print_rows(rows: list[dict]) -> None:
+    """One progress line per row, printed as soon as a case is measured."""
+    for r in rows:
+        print(
+            f"{r['op']:18} {r['mode']:8} {r['provider']:10} {r['dtype']:8} {r['shape']:18} {r['median_ms']:>9} ms "
+            f"{r['gb_s']:>8} GB/s  x{r['speedup_vs_reference'] or '-':>5}",
+            flush=True,
+        )
+
+
+def kernel_providers(op: str, device: str) -> list[str]:
+    """Our backends that can run `op` on `device` here ('cpu' on CPU; 'cuda'/'triton' on a GPU)."""
+    from swinir_kernels import _backend
+
+    candidates = ["cpu"] if device == "cpu" else ["cuda", "triton"]
+    probe = torch.empty(1, device=device)
+    return [b for b in candidates if _backend._cannot_run(b, op, probe) is None]
