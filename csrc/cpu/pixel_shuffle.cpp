@@ -64,7 +64,7 @@ void for_each_shuffled(int64_t B, int64_t C, int64_t out_h, int64_t out_w, int64
 at::Tensor pixel_shuffle_forward_cpu(const at::Tensor& x, int64_t r, const c10::optional<at::Tensor>& scale,
                                      const c10::optional<at::Tensor>& bias, int64_t out_h, int64_t out_w) {
   const ShuffleDims d = pixel_shuffle_dims(x, r, scale, bias, out_h, out_w);
-  const int64_t B = d.batch, C = d.channels;
+  const int64_t B = d.batch, C = d.channels, H = d.height, W = d.width;
   const auto format = shuffle_memory_format(x);
   const auto src = x.contiguous(format);
   const bool channels_last = format == at::MemoryFormat::ChannelsLast;
