@@ -1,10 +1,12 @@
 """window_attention and shifted_window_attention of every backend against swinir_kernels.reference:
 outputs and both gradients (qkv, rel_bias), dtypes, the bias gradient's determinism, mixed dtypes and
-autocast, torch.library.opcheck, torch.compile without recompiles, and argument errors.
+autocast, empty batches, torch.compile without recompiles, argument errors, and the Triton kernels' own
+settings (bias-gradient program split, fp32 dot precision). opcheck of these ops is in tests/test_opcheck.py.
 
 Sizes stay small (<= ~100 (window, head) programs per call) so the Triton interpreter can run them.
 """
 
+import importlib
 import re
 
 import pytest
@@ -94,11 +96,11 @@ def test_matches_reference(backend, op, dtype, case):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_window_layout_random_mask(backend, dtype):
-    """Any additive mask (not only the shift mask's 0/-100 pattern), shared by windows w % nW."""
+    """Any additive mask (not only the shift mask's 0/-100 pattern, and in any float dtype), shared by windows w % nW."""
     case = (2, 2, 3, 7, 0, 20, 2)
     qkv, rel_bias, _, grad_out, kwargs = make_inputs(case, dtype, device_for(backend), "window_attention")
     skip_unless_runs(backend, "window_attention", qkv)
-    mask = torch.randn(6, 49, 49, dtype=dtype, device=qkv.device) * 3
+    mask = (torch.randn(6, 49, 49, device=qkv.device) * 3).to(torch.float16)  # any float dtype is read
     expected = forward_backward("reference", "window_attention", qkv, rel_bias, mask, grad_out, kwargs)
     actual = forward_backward(backend, "window_attention", qkv, rel_bias, mask, grad_out, kwargs)
     assert_all_close(actual, expected, **TOLERANCES[dtype])
@@ -168,17 +170,33 @@ def test_non_contiguous_qkv(backend, op):
     assert actual[1].is_contiguous()
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("op", OPS)
-def test_fp32_bias_with_bf16_qkv(op):
-    """rel_bias may stay fp32 (a parameter under autocast) while qkv is bf16: its gradient stays fp32."""
-    qkv, rel_bias, mask, grad_out, kwargs = make_inputs(CASES[0], torch.bfloat16, "cpu", op, bias_dtype=torch.float32)
-    skip_unless_runs("cpu", op, qkv)
-    out, grad_qkv, grad_bias = forward_backward("cpu", op, qkv, rel_bias, mask, grad_out, kwargs)
-    assert (out.dtype, grad_qkv.dtype, grad_bias.dtype) == (torch.bfloat16, torch.bfloat16, torch.float32)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_fp32_bias_with_half_qkv(backend, op, dtype):
+    """rel_bias may stay fp32 (a parameter under autocast) while qkv is fp16/bf16: its gradient stays fp32."""
+    qkv, rel_bias, mask, grad_out, kwargs = make_inputs(CASES[0], dtype, device_for(backend), op, bias_dtype=torch.float32)
+    skip_unless_runs(backend, op, qkv)
+    out, grad_qkv, grad_bias = forward_backward(backend, op, qkv, rel_bias, mask, grad_out, kwargs)
+    assert (out.dtype, grad_qkv.dtype, grad_bias.dtype) == (dtype, dtype, torch.float32)
     wide = lambda t: None if t is None else t.double()  # noqa: E731
     exact = forward_backward("reference", op, wide(qkv), rel_bias.double(), wide(mask), wide(grad_out), kwargs)
     for actual, expected in zip((out, grad_qkv, grad_bias), exact):
         torch.testing.assert_close(actual.double(), expected, atol=3e-2, rtol=2e-2)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("op", OPS)
+def test_empty_batch(backend, op):
+    qkv, rel_bias, mask, _, kwargs = make_inputs(CASES[2], torch.float32, device_for(backend), op)
+    skip_unless_runs(backend, op, qkv)
+    qkv = qkv[:0].detach().requires_grad_()
+    rel_bias = rel_bias.detach().requires_grad_()
+    with swinir_kernels.use_backend(backend):
+        out = call(op, qkv, rel_bias, mask, kwargs)
+    assert out.shape == (*qkv.shape[:-1], qkv.shape[-1] // 3)
+    grad_qkv, grad_bias = torch.autograd.grad(out.sum(), (qkv, rel_bias))
+    assert grad_qkv.shape == qkv.shape and torch.equal(grad_bias, torch.zeros_like(rel_bias))
 
 
 def test_autocast_block_runs_on_cpu():
@@ -197,39 +215,27 @@ def test_autocast_block_runs_on_cpu():
     torch.testing.assert_close(out.float(), expected.detach(), atol=5e-2, rtol=5e-2)
 
 
-@pytest.mark.parametrize("op", OPS)
-def test_opcheck_cpu(op):
-    qkv, rel_bias, mask, _, kwargs = make_inputs(CASES[0], torch.float64, "cpu", op)
-    skip_unless_runs("cpu", op, qkv)
-    qkv.requires_grad_()
-    rel_bias.requires_grad_()
-    scale = 0.3
-    if op == "window_attention":
-        args = (qkv, rel_bias, mask, kwargs["num_heads"], scale)
-    else:
-        args = (qkv, rel_bias, kwargs["num_heads"], kwargs["window_size"], kwargs["shift"], scale)
-    torch.library.opcheck(getattr(torch.ops.swinir_kernels, op).default, args)
-
-
-def test_compile_block_matches_eager_without_recompiles():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_compile_block_matches_eager_without_recompiles(backend):
     """Linear qkv -> shifted_window_attention -> Linear proj, compiled with fullgraph=True: matches eager
     (forward and gradients) and compiles once for batches 1, 2, 3 (the batch is marked unbacked, so batch 1
     is not specialised)."""
     C, num_heads, ws = 20, 2, 8
-    qkv_linear, proj = torch.nn.Linear(C, 3 * C), torch.nn.Linear(C, C)
-    rel_bias = torch.nn.Parameter(torch.randn(num_heads, ws * ws, ws * ws))
+    device = device_for(backend)
+    qkv_linear, proj = torch.nn.Linear(C, 3 * C).to(device), torch.nn.Linear(C, C).to(device)
+    rel_bias = torch.nn.Parameter(torch.randn(num_heads, ws * ws, ws * ws, device=device))
 
     def block(x):
         qkv = qkv_linear(x)
         return proj(swinir_kernels.shifted_window_attention(qkv, rel_bias, num_heads=num_heads, window_size=ws, shift=4))
 
-    skip_unless_runs("cpu", "shifted_window_attention", rel_bias)
+    skip_unless_runs(backend, "shifted_window_attention", rel_bias)
     counter = torch._dynamo.testing.CompileCounterWithBackend("inductor")
     compiled = torch.compile(block, backend=counter, fullgraph=True)
     torch._dynamo.reset()
-    with swinir_kernels.use_backend("cpu"):
+    with swinir_kernels.use_backend(backend):
         for batch in (1, 2, 3):
-            x = torch.randn(batch, 16, 24, C, requires_grad=True)
+            x = torch.randn(batch, 16, 24, C, device=device, requires_grad=True)
             torch._dynamo.decorators.mark_unbacked(x, 0)
             out = compiled(x)
             grads = torch.autograd.grad(out.square().sum(), (x, rel_bias))
@@ -294,3 +300,55 @@ def test_cpp_op_errors_name_the_argument(call_op, argument):
     skip_unless_runs("cpu", "shifted_window_attention", qkv)
     with pytest.raises(ValueError, match=argument):
         call_op(torch.ops.swinir_kernels, qkv, bias)
+
+
+# --- Triton-specific: the bias gradient's program split and the fp32 dot precision.
+
+def triton_kernels():
+    pytest.importorskip("triton")
+    # The module, not the op function of the same name that swinir_kernels.triton exposes.
+    return importlib.import_module("swinir_kernels.triton.window_attention")
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_triton_bias_gradient_with_several_windows_per_program(op, monkeypatch):
+    """5 programs per head over 12 windows (3, 3, 2, 2, 2 windows each): still the reference's gradient,
+    and bitwise the same on a second run."""
+    monkeypatch.setattr(triton_kernels(), "MAX_BIAS_PROGRAMS_PER_HEAD", 5)
+    qkv, rel_bias, mask, grad_out, kwargs = make_inputs(CASES[0], torch.float32, device_for("triton"), op)
+    skip_unless_runs("triton", op, qkv)
+    expected = forward_backward("reference", op, qkv, rel_bias, mask, grad_out, kwargs)
+    first = forward_backward("triton", op, qkv, rel_bias, mask, grad_out, kwargs)
+    second = forward_backward("triton", op, qkv, rel_bias, mask, grad_out, kwargs)
+    assert_all_close(first, expected, **TOLERANCES[torch.float32])
+    assert torch.equal(first[1], second[1]) and torch.equal(first[2], second[2])
+
+
+@needs_cuda
+@pytest.mark.cuda
+def test_triton_tf32_dots_on_gpu(monkeypatch):
+    monkeypatch.setenv("SWINIR_KERNELS_FP32_PRECISION", "tf32")
+    op = "shifted_window_attention"
+    qkv, rel_bias, mask, grad_out, kwargs = make_inputs(CASES[2], torch.float32, "cuda", op)
+    expected = forward_backward("reference", op, qkv, rel_bias, mask, grad_out, kwargs)
+    assert_all_close(forward_backward("triton", op, qkv, rel_bias, mask, grad_out, kwargs), expected, atol=2e-2, rtol=2e-2)
+
+
+def test_triton_fp32_precision_setting(monkeypatch):
+    kernels = triton_kernels()
+    monkeypatch.setenv("SWINIR_KERNELS_FP32_PRECISION", "tf32")
+    assert kernels._dot_precision(torch.float32) == "tf32"
+    monkeypatch.setenv("SWINIR_KERNELS_FP32_PRECISION", "ieee")
+    assert kernels._dot_precision(torch.float32) == "ieee"
+    assert kernels._dot_precision(torch.float64) == "ieee"
+    monkeypatch.setenv("SWINIR_KERNELS_FP32_PRECISION", "fast")
+    with pytest.raises(ValueError, match="SWINIR_KERNELS_FP32_PRECISION: expected 'ieee' or 'tf32', got 'fast'"):
+        kernels._dot_precision(torch.float32)
+
+
+def test_triton_refuses_more_than_64_tokens_per_window():
+    qkv = torch.randn(2, 81, 3 * 20, device=device_for("triton"))
+    rel_bias = torch.randn(2, 81, 81, device=qkv.device)
+    skip_unless_runs("triton", "window_attention", qkv)
+    with pytest.raises(ValueError, match="tokens per window .*at most 64, got 81"):
+        torch.ops.swinir_kernels.window_attention_triton(qkv, rel_bias, None, 2, 0.3)
