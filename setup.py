@@ -10,6 +10,7 @@ Environment:
 import glob
 import os
 import shutil
+import sys
 
 import torch
 from setuptools import find_packages, setup
@@ -49,10 +50,14 @@ def extension():
     build_cuda, reason = cuda_build_decision()
     debug = os.environ.get("DEBUG") == "1"
     cxx = ["-O0", "-g"] if debug else ["-O3"]
+    # at::parallel_for is a header template: without OpenMP in *our* compile it runs serially. torch's
+    # wheels ship libgomp.so.1, which the loader reuses for us, so one OpenMP runtime serves both.
+    openmp = [] if sys.platform in ("win32", "darwin") else ["-fopenmp"]
+    cxx += openmp
     sources = ["csrc/swinir_ops.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
     print(f"swinir_kernels build: CUDA kernels {'ON' if build_cuda else 'OFF'} ({reason}); debug={debug}")
     if not build_cuda:
-        return CppExtension("swinir_kernels._C", sources, extra_compile_args={"cxx": cxx})
+        return CppExtension("swinir_kernels._C", sources, extra_compile_args={"cxx": cxx}, extra_link_args=openmp)
     os.environ["TORCH_CUDA_ARCH_LIST"] = default_arch_list()
     print(f"swinir_kernels build: TORCH_CUDA_ARCH_LIST={os.environ['TORCH_CUDA_ARCH_LIST']}")
     sources += sorted(glob.glob("csrc/cuda/*.cpp")) + sorted(glob.glob("csrc/cuda/*.cu"))
@@ -62,6 +67,7 @@ def extension():
         sources,
         define_macros=[("SWINIR_KERNELS_WITH_CUDA", None)],
         extra_compile_args={"cxx": cxx, "nvcc": nvcc + ["--use_fast_math", "-std=c++17"]},
+        extra_link_args=openmp,
     )
 
 

@@ -89,12 +89,13 @@ def synchronize(device: str) -> None:
 def median_ms(
     fns: dict[str, Callable[[], object]],
     device: str,
-    warmup: int = 1,
-    repeats: int = 5,
+    warmup: int = 5,
+    repeats: int = 10,
     min_seconds: float = 0.0,
     gpu_do_bench: bool = False,
 ) -> dict[str, float]:
-    """Median wall time (ms) of each fn() after `warmup` calls of each. The fns are timed round-robin
+    """Median wall time (ms) of each fn() after `warmup` calls of each (eager PyTorch on CPU needs a
+    few calls before its allocations settle: its first calls run up to 2x slower). The fns are timed round-robin
     (one call of each per round, at least `repeats` rounds and at least `min_seconds` in all), so load
     from other processes on a shared machine hits every provider alike. On CUDA each call is bracketed
     by synchronisations, or, with `gpu_do_bench`, each fn is timed alone by triton's do_bench (CUDA

@@ -5,7 +5,9 @@
 //
 // For window w and head h (q, k, v the head's (N, hd) slices of the window's qkv rows):
 //   S = q k^T * scale + rel_bias[h] (+ mask),  P = softmax_rows(S),  O = P v,
-// computed in the op-math type (fp32 for fp16/bf16/fp32, fp64 for fp64) and written once.
+// computed in the op-math type (fp32 for fp16/bf16/fp32, fp64 for fp64) and written once. A thread
+// loads a window's qkv rows once (all heads), transposes k, and runs the heads over that copy with
+// the register-tiled products and vectorised softmax of window_attention_math.inc.
 //
 // A window is described by the N pixel indices of its tokens: row n of the window lives at
 // qkv[pixel[n] * 3C] and out[pixel[n] * C]. In the window layout pixel[n] = w*N + n; in the image
@@ -24,11 +26,15 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
+#include <ATen/Version.h>
 #include <torch/library.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 #include "../checks.h"
@@ -38,41 +44,75 @@ namespace {
 
 constexpr int64_t kMaxHeadDim = 64;
 constexpr double kShiftMaskValue = -100.0;  // the official additive mask, not -inf
-// Windows are split into at most this many chunks for the bias gradient; each chunk owns an
-// (nH, N, N) partial. A constant (not the thread count) keeps the summation order fixed.
-constexpr int64_t kBiasGradChunks = 64;
+// For the bias gradient the windows are split into chunks of at least kMinWindowsPerBiasChunk windows,
+// at most kMaxBiasGradChunks chunks; each chunk owns an (nH, N, N) partial. The count depends on the
+// shape only (not the thread count), which keeps the summation order fixed. Each partial is ~100 KB
+// at nH=6, N=64: one per window made zeroing and summing them cost a third of the backward.
+constexpr int64_t kMinWindowsPerBiasChunk = 8;
+constexpr int64_t kMaxBiasGradChunks = 64;
 
 // ---------------------------------------------------------------------------------------------
-// Small dense products on row-major scratch buffers. The innermost loop runs over contiguous
-// columns of B and C, so -O3 vectorises it (the reduction dimension is the middle loop).
+// The arithmetic (window_attention_math.inc), compiled twice: portable, and for AVX2 + FMA when the
+// compiler can target it. The extension is built for the baseline ISA so the wheel runs anywhere;
+// the AVX2 version is chosen at run time if the CPU has it and ATen's capability (which honours
+// ATEN_CPU_CAPABILITY=default) allows it.
 
-// C (M, cols) += A (M, K) @ B (K, cols)
+// Tile of the small products: kTileRows rows of C share each load of B; kTileColumns columns are two
+// AVX2 vectors of fp32. Scratch rows are padded to a multiple of kTileRows, columns to kTileColumns.
+constexpr int64_t kTileRows = 4;
+constexpr int64_t kTileColumns = 16;
+
 template <typename T>
-inline void add_matmul(int64_t M, int64_t K, int64_t cols, const T* __restrict__ A, const T* __restrict__ B,
-                       T* __restrict__ C) {
-  for (int64_t i = 0; i < M; ++i) {
-    T* __restrict__ c = C + i * cols;
-    for (int64_t k = 0; k < K; ++k) {
-      const T a = A[i * K + k];
-      const T* __restrict__ b = B + k * cols;
-      for (int64_t j = 0; j < cols; ++j) c[j] += a * b[j];
-    }
-  }
+struct AttentionMath {
+  using Matmul = void (*)(int64_t M, int64_t K, int64_t cols, const T* A, int64_t lda, const T* B, int64_t ldb, T* C,
+                          int64_t ldc);
+  Matmul matmul;               // C = A @ B
+  Matmul matmul_transposed_a;  // C = A^T @ B, A stored (K, M)
+  void (*softmax_rows)(int64_t N, int64_t ld, T* S, T scale, const T* bias, const T* mask, const T* region,
+                       T shift_mask_value);
+  void (*softmax_backward_rows)(int64_t N, int64_t ld, const T* P, T* dS, T* bias_grad);
+};
+
+namespace portable {
+constexpr int64_t kVectorBytes = 16;
+#include "window_attention_math.inc"
+}  // namespace portable
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define SWINIR_KERNELS_CPU_AVX2 1
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace avx2 {
+constexpr int64_t kVectorBytes = 32;
+#include "window_attention_math.inc"
+}  // namespace avx2
+#pragma GCC pop_options
+#endif
+
+bool use_avx2() {
+#ifdef SWINIR_KERNELS_CPU_AVX2
+  const std::string capability = at::get_cpu_capability();
+  const bool allowed = capability == "AVX2" || capability == "AVX512";
+  return allowed && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  return false;
+#endif
 }
 
-// C (M, cols) += A (K, M)^T @ B (K, cols)
 template <typename T>
-inline void add_matmul_transposed_a(int64_t M, int64_t K, int64_t cols, const T* __restrict__ A,
-                                    const T* __restrict__ B, T* __restrict__ C) {
-  for (int64_t k = 0; k < K; ++k) {
-    const T* __restrict__ b = B + k * cols;
-    for (int64_t i = 0; i < M; ++i) {
-      const T a = A[k * M + i];
-      T* __restrict__ c = C + i * cols;
-      for (int64_t j = 0; j < cols; ++j) c[j] += a * b[j];
-    }
-  }
+const AttentionMath<T>& attention_math() {
+#ifdef SWINIR_KERNELS_CPU_AVX2
+  static const AttentionMath<T> math = use_avx2() ? avx2::attention_math<T>() : portable::attention_math<T>();
+#else
+  static const AttentionMath<T> math = portable::attention_math<T>();
+#endif
+  return math;
 }
+
+constexpr int64_t round_up(int64_t value, int64_t multiple) { return (value + multiple - 1) / multiple * multiple; }
+
+// The row stride of every (N, N) matrix of the kernel: scores, probabilities, bias, mask, bias gradient.
+constexpr int64_t padded_tokens(int64_t N) { return round_up(N, kTileColumns); }
 
 // ---------------------------------------------------------------------------------------------
 // Problem description shared by the two layouts.
@@ -85,28 +125,28 @@ struct Attention {
   int64_t num_heads;  // nH
   int64_t head_dim;   // hd = C / nH
   acc_t scale;
-  const acc_t* rel_bias;  // (nH, N, N), converted to acc_t once
+  const acc_t* rel_bias;  // (nH, N, padded_tokens(N)) in acc_t, -inf in the padding columns
 };
 
 // The tokens of one window: pixel indices (row n at qkv[pixel[n] * 3C]) and at most one mask source.
 template <typename acc_t>
 struct WindowTokens {
   std::vector<int64_t> pixel;
-  const acc_t* mask = nullptr;       // (N, N) additive mask (window layout)
-  std::vector<int8_t> region;        // per-token shift region (image layout), empty when unmasked
+  const acc_t* mask = nullptr;  // (N, padded_tokens(N)) additive mask (window layout)
+  std::vector<acc_t> region;    // shift region id per token (image layout), padded; empty when unmasked
 };
 
 // Window layout: window w is rows [w*N, (w+1)*N) of qkv; it uses mask[w % nW].
 template <typename acc_t>
 struct WindowLayout {
   int64_t tokens;
-  const acc_t* mask;  // (nW, N, N) or nullptr
+  const acc_t* mask;  // (nW, N, padded_tokens(N)) or nullptr
   int64_t mask_windows;
 
   int64_t num_windows(int64_t rows) const { return rows / tokens; }
   void describe(int64_t w, WindowTokens<acc_t>& window) const {
     for (int64_t n = 0; n < tokens; ++n) window.pixel[n] = w * tokens + n;
-    window.mask = mask == nullptr ? nullptr : mask + (w % mask_windows) * tokens * tokens;
+    window.mask = mask == nullptr ? nullptr : mask + (w % mask_windows) * tokens * padded_tokens(tokens);
   }
 };
 
@@ -118,7 +158,7 @@ struct ImageLayout {
   int64_t height, width, window_size, shift;
 
   int64_t num_windows(int64_t batch) const { return batch * (height / window_size) * (width / window_size); }
-  static int8_t region(int64_t rolled, int64_t extent, int64_t window_size, int64_t shift) {
+  static acc_t region(int64_t rolled, int64_t extent, int64_t window_size, int64_t shift) {
     return rolled < extent - window_size ? 0 : (rolled < extent - shift ? 1 : 2);
   }
   void describe(int64_t w, WindowTokens<acc_t>& window) const {
@@ -126,7 +166,7 @@ struct ImageLayout {
     const int64_t windows_per_row = width / ws, windows_per_image = (height / ws) * windows_per_row;
     const int64_t b = w / windows_per_image, wr = (w % windows_per_image) / windows_per_row, wc = w % windows_per_row;
     const bool masked = shift > 0 && (wr == height / ws - 1 || wc == windows_per_row - 1);
-    window.region.resize(masked ? ws * ws : 0);
+    window.region.resize(masked ? padded_tokens(ws * ws) : 0);
     for (int64_t ti = 0; ti < ws; ++ti) {
       const int64_t rolled_h = wr * ws + ti;
       const int64_t image_row = (b * height + (rolled_h + shift) % height) * width;
@@ -142,131 +182,144 @@ struct ImageLayout {
   }
 };
 
-// Per-thread scratch for one (window, head): all (N, hd) or (hd, N) or (N, N) acc_t buffers.
+// Per-thread scratch for one window, zero-filled once. The products write only inside the padded
+// extents and the loads write only real rows, so padding rows stay zero.
+//   rows   = N rounded up to kTileRows;  cols = N rounded up to kTileColumns;
+//   hd_pad = hd rounded up to kTileColumns (30 -> 32, 10 -> 16): a product's last column tile of a
+//            head runs into the next head's columns (its result there is overwritten or dropped);
+//   slack  = hd_pad - hd extra entries after row-major (rows, width) buffers that such a tile of the
+//            last head reads or writes past the last row.
 template <typename acc_t>
 struct Scratch {
-  std::vector<acc_t> q, k, k_t, v, v_t, scores, out, grad_out, grad_scores, grad_q, grad_k, grad_v;
-  Scratch(int64_t N, int64_t hd, bool backward)
-      : q(N * hd), k(backward ? N * hd : 0), k_t(N * hd), v(N * hd), v_t(backward ? N * hd : 0), scores(N * N),
-        out(backward ? 0 : N * hd), grad_out(backward ? N * hd : 0), grad_scores(backward ? N * N : 0),
-        grad_q(backward ? N * hd : 0), grad_k(backward ? N * hd : 0), grad_v(backward ? N * hd : 0) {}
+  int64_t rows, cols, hd_pad, c_pad;
+  std::vector<acc_t> qkv;            // (rows, 3C) + slack: the window's rows of qkv
+  std::vector<acc_t> k_t, v_t;       // (C, cols): k and v transposed (v_t: backward only)
+  std::vector<acc_t> probabilities;  // (rows, cols): the logits, then P
+  std::vector<acc_t> out;            // (rows, c_pad), c_pad = C + hd_pad - hd: forward output
+  std::vector<acc_t> grad_out;       // (rows, C) + slack, backward only
+  std::vector<acc_t> grad_scores;    // (rows, cols): dP, then dS, backward only
+  std::vector<acc_t> grad_q, grad_k, grad_v;  // (rows, c_pad), backward only
+
+  Scratch(int64_t N, int64_t C, int64_t hd, bool backward)
+      : rows(round_up(N, kTileRows)), cols(padded_tokens(N)), hd_pad(round_up(hd, kTileColumns)),
+        c_pad(C + round_up(hd, kTileColumns) - hd) {
+    const int64_t slack = hd_pad - hd;
+    const int64_t output = rows * c_pad, backward_output = backward ? output : 0;
+    qkv.assign(rows * 3 * C + slack, 0);
+    k_t.assign(C * cols, 0);
+    v_t.assign(backward ? C * cols : 0, 0);
+    probabilities.assign(rows * cols, 0);
+    out.assign(backward ? 0 : output, 0);
+    grad_out.assign(backward ? rows * C + slack : 0, 0);
+    grad_scores.assign(backward ? rows * cols : 0, 0);
+    grad_q.assign(backward_output, 0);
+    grad_k.assign(backward_output, 0);
+    grad_v.assign(backward_output, 0);
+  }
 };
 
-// Gathers columns [column, column + hd) of the window's rows (row stride `row_stride`) into `dst`
-// (N, hd) and, if given, `dst_t` (hd, N), converted to acc_t and multiplied by `factor`.
+// Copies the window's N rows of `width` channels from `base` (row n at base[pixel[n] * width]) into
+// dst (N, width), converted to acc_t.
 template <typename scalar_t, typename acc_t>
-void gather_head(const scalar_t* base, int64_t row_stride, int64_t column, const std::vector<int64_t>& pixel,
-                 int64_t hd, acc_t factor, acc_t* dst, acc_t* dst_t) {
+void load_rows(const scalar_t* base, int64_t width, const std::vector<int64_t>& pixel, acc_t* dst) {
   const int64_t N = static_cast<int64_t>(pixel.size());
   for (int64_t n = 0; n < N; ++n) {
-    const scalar_t* row = base + pixel[n] * row_stride + column;
-    for (int64_t d = 0; d < hd; ++d) {
-      const acc_t value = static_cast<acc_t>(row[d]) * factor;
-      if (dst != nullptr) dst[n * hd + d] = value;
-      if (dst_t != nullptr) dst_t[d * N + n] = value;
+    const scalar_t* row = base + pixel[n] * width;
+    for (int64_t c = 0; c < width; ++c) dst[n * width + c] = static_cast<acc_t>(row[c]);
+  }
+}
+
+// dst (C, ld) = columns [column, column + C) of src's N rows (row stride src_width), transposed.
+template <typename acc_t>
+void transpose_columns(const acc_t* src, int64_t N, int64_t src_width, int64_t column, int64_t C, acc_t* dst,
+                       int64_t ld) {
+  for (int64_t n = 0; n < N; ++n) {
+    const acc_t* row = src + n * src_width + column;
+    for (int64_t c = 0; c < C; ++c) dst[c * ld + n] = row[c];
+  }
+}
+
+// Writes the window's N rows: columns [0, C) of each source (row stride src_width), times its factor,
+// side by side (parts of them) in the destination rows at base[pixel[n] * dst_width].
+template <typename scalar_t, typename acc_t, int kParts>
+void store_rows(const acc_t* const (&src)[kParts], const acc_t (&factor)[kParts], int64_t src_width, int64_t C,
+                const std::vector<int64_t>& pixel, scalar_t* base) {
+  const int64_t N = static_cast<int64_t>(pixel.size());
+  for (int64_t n = 0; n < N; ++n) {
+    scalar_t* row = base + pixel[n] * kParts * C;
+    for (int part = 0; part < kParts; ++part) {
+      const acc_t* from = src[part] + n * src_width;
+      for (int64_t c = 0; c < C; ++c) row[part * C + c] = static_cast<scalar_t>(from[c] * factor[part]);
     }
   }
 }
 
-template <typename scalar_t, typename acc_t>
-void scatter_head(const acc_t* src, const std::vector<int64_t>& pixel, int64_t hd, scalar_t* base,
-                  int64_t row_stride, int64_t column) {
-  const int64_t N = static_cast<int64_t>(pixel.size());
-  for (int64_t n = 0; n < N; ++n) {
-    scalar_t* row = base + pixel[n] * row_stride + column;
-    for (int64_t d = 0; d < hd; ++d) row[d] = static_cast<scalar_t>(src[n * hd + d]);
-  }
-}
-
-// P = softmax_rows(q_scaled k^T + rel_bias[h] + mask) into `scores` (N, N); q in scratch.q (already
-// scaled), k^T in scratch.k_t.
+// P (rows, cols) = softmax_rows(scale q k^T + rel_bias[h] + mask) in scratch.probabilities, from the
+// window's q and k^T in scratch.
 template <typename scalar_t>
 void attention_probabilities(const Attention<scalar_t>& problem, const WindowTokens<at::opmath_type<scalar_t>>& window,
-                             int64_t head, Scratch<at::opmath_type<scalar_t>>& scratch) {
+                             int64_t head, Scratch<at::opmath_type<scalar_t>>& s) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t N = problem.tokens, hd = problem.head_dim;
-  acc_t* S = scratch.scores.data();
-  const acc_t* bias = problem.rel_bias + head * N * N;
-  std::copy(bias, bias + N * N, S);
-  if (window.mask != nullptr) {
-    for (int64_t e = 0; e < N * N; ++e) S[e] += window.mask[e];
-  } else if (!window.region.empty()) {
-    for (int64_t i = 0; i < N; ++i)
-      for (int64_t j = 0; j < N; ++j)
-        if (window.region[i] != window.region[j]) S[i * N + j] += static_cast<acc_t>(kShiftMaskValue);
-  }
-  add_matmul(N, hd, N, scratch.q.data(), scratch.k_t.data(), S);
-  for (int64_t i = 0; i < N; ++i) {
-    acc_t* row = S + i * N;
-    const acc_t row_max = *std::max_element(row, row + N);
-    acc_t sum = 0;
-    for (int64_t j = 0; j < N; ++j) {
-      row[j] = std::exp(row[j] - row_max);
-      sum += row[j];
-    }
-    const acc_t inverse = acc_t(1) / sum;
-    for (int64_t j = 0; j < N; ++j) row[j] *= inverse;
-  }
+  const auto& math = attention_math<acc_t>();
+  const int64_t N = problem.tokens, C = problem.channels, hd = problem.head_dim;
+  math.matmul(s.rows, hd, s.cols, s.qkv.data() + head * hd, 3 * C, s.k_t.data() + head * hd * s.cols, s.cols,
+              s.probabilities.data(), s.cols);
+  math.softmax_rows(N, s.cols, s.probabilities.data(), problem.scale, problem.rel_bias + head * N * s.cols, window.mask,
+                    window.region.empty() ? nullptr : window.region.data(), static_cast<acc_t>(kShiftMaskValue));
 }
 
 template <typename scalar_t>
 void forward_window(const Attention<scalar_t>& problem, const WindowTokens<at::opmath_type<scalar_t>>& window,
-                    const scalar_t* qkv, scalar_t* out, Scratch<at::opmath_type<scalar_t>>& scratch) {
+                    const scalar_t* qkv, scalar_t* out, Scratch<at::opmath_type<scalar_t>>& s) {
   using acc_t = at::opmath_type<scalar_t>;
+  const auto& math = attention_math<acc_t>();
   const int64_t N = problem.tokens, C = problem.channels, hd = problem.head_dim;
+  load_rows(qkv, 3 * C, window.pixel, s.qkv.data());
+  transpose_columns(s.qkv.data(), N, 3 * C, C, C, s.k_t.data(), s.cols);
   for (int64_t h = 0; h < problem.num_heads; ++h) {
-    gather_head(qkv, 3 * C, h * hd, window.pixel, hd, problem.scale, scratch.q.data(), static_cast<acc_t*>(nullptr));
-    gather_head(qkv, 3 * C, C + h * hd, window.pixel, hd, acc_t(1), static_cast<acc_t*>(nullptr), scratch.k_t.data());
-    gather_head(qkv, 3 * C, 2 * C + h * hd, window.pixel, hd, acc_t(1), scratch.v.data(), static_cast<acc_t*>(nullptr));
-    attention_probabilities(problem, window, h, scratch);
-    std::fill(scratch.out.begin(), scratch.out.end(), acc_t(0));
-    add_matmul(N, N, hd, scratch.scores.data(), scratch.v.data(), scratch.out.data());
-    scatter_head(scratch.out.data(), window.pixel, hd, out, C, h * hd);
+    attention_probabilities(problem, window, h, s);
+    // O_h = P v_h, into columns [h*hd, h*hd + hd_pad) of out: heads in order, so head h+1 overwrites
+    // what head h's padding tile wrote past its hd columns.
+    math.matmul(s.rows, N, s.hd_pad, s.probabilities.data(), s.cols, s.qkv.data() + 2 * C + h * hd, 3 * C,
+                s.out.data() + h * hd, s.c_pad);
   }
+  const acc_t* parts[1] = {s.out.data()};
+  const acc_t factors[1] = {acc_t(1)};
+  store_rows(parts, factors, s.c_pad, C, window.pixel, out);
 }
 
-// Writes dq, dk, dv of every head into grad_qkv's rows of this window and adds dS to grad_bias (nH, N, N).
+// Writes dq, dk, dv of every head into grad_qkv's rows of this window and adds dS to grad_bias
+// (nH, N, padded_tokens(N)).
+// With logits = scale q k^T + bias: dV = P^T dO, dP = dO v^T, dS = P (dP - rowsum(P dP)),
+// dq = scale dS k, dk = scale dS^T q, d bias = dS.
 template <typename scalar_t>
 void backward_window(const Attention<scalar_t>& problem, const WindowTokens<at::opmath_type<scalar_t>>& window,
                      const scalar_t* grad_out, const scalar_t* qkv, scalar_t* grad_qkv,
-                     at::opmath_type<scalar_t>* grad_bias, Scratch<at::opmath_type<scalar_t>>& scratch) {
+                     at::opmath_type<scalar_t>* grad_bias, Scratch<at::opmath_type<scalar_t>>& s) {
   using acc_t = at::opmath_type<scalar_t>;
+  const auto& math = attention_math<acc_t>();
   const int64_t N = problem.tokens, C = problem.channels, hd = problem.head_dim;
-  acc_t* none = nullptr;
+  const int64_t rows = s.rows, cols = s.cols, hd_pad = s.hd_pad, c_pad = s.c_pad;
+  load_rows(qkv, 3 * C, window.pixel, s.qkv.data());
+  load_rows(grad_out, C, window.pixel, s.grad_out.data());
+  transpose_columns(s.qkv.data(), N, 3 * C, C, C, s.k_t.data(), cols);
+  transpose_columns(s.qkv.data(), N, 3 * C, 2 * C, C, s.v_t.data(), cols);
+  const acc_t* q = s.qkv.data();
+  const acc_t* k = q + C;
+  acc_t* dS = s.grad_scores.data();
   for (int64_t h = 0; h < problem.num_heads; ++h) {
-    gather_head(qkv, 3 * C, h * hd, window.pixel, hd, problem.scale, scratch.q.data(), none);
-    gather_head(qkv, 3 * C, C + h * hd, window.pixel, hd, acc_t(1), scratch.k.data(), scratch.k_t.data());
-    gather_head(qkv, 3 * C, 2 * C + h * hd, window.pixel, hd, acc_t(1), none, scratch.v_t.data());
-    gather_head(grad_out, C, h * hd, window.pixel, hd, acc_t(1), scratch.grad_out.data(), none);
-    attention_probabilities(problem, window, h, scratch);
-    const acc_t* P = scratch.scores.data();
-
-    std::fill(scratch.grad_v.begin(), scratch.grad_v.end(), acc_t(0));
-    add_matmul_transposed_a(N, N, hd, P, scratch.grad_out.data(), scratch.grad_v.data());  // P^T dO
-
-    acc_t* dS = scratch.grad_scores.data();
-    std::fill(scratch.grad_scores.begin(), scratch.grad_scores.end(), acc_t(0));
-    add_matmul(N, hd, N, scratch.grad_out.data(), scratch.v_t.data(), dS);  // dP = dO v^T
-    acc_t* bias_grad = grad_bias + h * N * N;
-    for (int64_t i = 0; i < N; ++i) {
-      acc_t* row = dS + i * N;
-      const acc_t* p = P + i * N;
-      acc_t delta = 0;
-      for (int64_t j = 0; j < N; ++j) delta += p[j] * row[j];
-      for (int64_t j = 0; j < N; ++j) row[j] = p[j] * (row[j] - delta);
-      for (int64_t j = 0; j < N; ++j) bias_grad[i * N + j] += row[j];
-    }
-
-    std::fill(scratch.grad_q.begin(), scratch.grad_q.end(), acc_t(0));
-    add_matmul(N, N, hd, dS, scratch.k.data(), scratch.grad_q.data());  // dS k (times scale below)
-    for (auto& value : scratch.grad_q) value *= problem.scale;
-    std::fill(scratch.grad_k.begin(), scratch.grad_k.end(), acc_t(0));
-    add_matmul_transposed_a(N, N, hd, dS, scratch.q.data(), scratch.grad_k.data());  // dS^T (q * scale)
-
-    scatter_head(scratch.grad_q.data(), window.pixel, hd, grad_qkv, 3 * C, h * hd);
-    scatter_head(scratch.grad_k.data(), window.pixel, hd, grad_qkv, 3 * C, C + h * hd);
-    scatter_head(scratch.grad_v.data(), window.pixel, hd, grad_qkv, 3 * C, 2 * C + h * hd);
+    attention_probabilities(problem, window, h, s);
+    const acc_t* P = s.probabilities.data();
+    const int64_t head = h * hd;
+    math.matmul_transposed_a(rows, N, hd_pad, P, cols, s.grad_out.data() + head, C, s.grad_v.data() + head, c_pad);
+    math.matmul(rows, hd, cols, s.grad_out.data() + head, C, s.v_t.data() + head * cols, cols, dS, cols);
+    math.softmax_backward_rows(N, cols, P, dS, grad_bias + h * N * cols);
+    math.matmul(rows, N, hd_pad, dS, cols, k + head, 3 * C, s.grad_q.data() + head, c_pad);
+    math.matmul_transposed_a(rows, N, hd_pad, dS, cols, q + head, 3 * C, s.grad_k.data() + head, c_pad);
   }
+  const acc_t* parts[3] = {s.grad_q.data(), s.grad_k.data(), s.grad_v.data()};
+  const acc_t factors[3] = {problem.scale, problem.scale, acc_t(1)};
+  store_rows(parts, factors, c_pad, C, window.pixel, grad_qkv);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -277,7 +330,7 @@ void run_forward(const Attention<scalar_t>& problem, const Layout& layout, int64
                  scalar_t* out) {
   using acc_t = at::opmath_type<scalar_t>;
   at::parallel_for(0, num_windows, 1, [&](int64_t begin, int64_t end) {
-    Scratch<acc_t> scratch(problem.tokens, problem.head_dim, /*backward=*/false);
+    Scratch<acc_t> scratch(problem.tokens, problem.channels, problem.head_dim, /*backward=*/false);
     WindowTokens<acc_t> window;
     window.pixel.resize(problem.tokens);
     for (int64_t w = begin; w < end; ++w) {
@@ -287,18 +340,19 @@ void run_forward(const Attention<scalar_t>& problem, const Layout& layout, int64
   });
 }
 
-// Returns the bias gradient in acc_t, (nH, N, N).
+// Returns the bias gradient in acc_t, (nH, N, N) (a view of the padded sum).
 template <typename scalar_t, typename Layout>
 at::Tensor run_backward(const Attention<scalar_t>& problem, const Layout& layout, int64_t num_windows,
                         const scalar_t* grad_out, const scalar_t* qkv, scalar_t* grad_qkv,
                         const at::TensorOptions& acc_options) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t bias_numel = problem.num_heads * problem.tokens * problem.tokens;
-  const int64_t chunks = std::max<int64_t>(1, std::min(num_windows, kBiasGradChunks));
+  const int64_t cols = padded_tokens(problem.tokens);
+  const int64_t bias_numel = problem.num_heads * problem.tokens * cols;
+  const int64_t chunks = std::clamp<int64_t>(num_windows / kMinWindowsPerBiasChunk, 1, kMaxBiasGradChunks);
   at::Tensor partials = at::zeros({chunks, bias_numel}, acc_options);
   acc_t* partial = partials.mutable_data_ptr<acc_t>();
   at::parallel_for(0, chunks, 1, [&](int64_t chunk_begin, int64_t chunk_end) {
-    Scratch<acc_t> scratch(problem.tokens, problem.head_dim, /*backward=*/true);
+    Scratch<acc_t> scratch(problem.tokens, problem.channels, problem.head_dim, /*backward=*/true);
     WindowTokens<acc_t> window;
     window.pixel.resize(problem.tokens);
     for (int64_t chunk = chunk_begin; chunk < chunk_end; ++chunk) {
@@ -309,7 +363,7 @@ at::Tensor run_backward(const Attention<scalar_t>& problem, const Layout& layout
       }
     }
   });
-  at::Tensor grad_bias = at::empty({problem.num_heads, problem.tokens, problem.tokens}, acc_options);
+  at::Tensor grad_bias = at::empty({problem.num_heads, problem.tokens, cols}, acc_options);
   acc_t* total = grad_bias.mutable_data_ptr<acc_t>();
   at::parallel_for(0, bias_numel, 4096, [&](int64_t begin, int64_t end) {
     for (int64_t e = begin; e < end; ++e) {
@@ -318,7 +372,7 @@ at::Tensor run_backward(const Attention<scalar_t>& problem, const Layout& layout
       total[e] = sum;
     }
   });
-  return grad_bias;
+  return grad_bias.narrow(-1, 0, problem.tokens);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -381,6 +435,15 @@ at::ScalarType compute_type(at::ScalarType t) {
   return t == at::kDouble ? at::kDouble : at::kFloat;
 }
 
+// (..., N, N) -> (..., N, padded_tokens(N)) in `type`, `fill` in the padding columns.
+at::Tensor pad_tokens(const at::Tensor& matrices, at::ScalarType type, double fill) {
+  auto sizes = matrices.sizes().vec();
+  sizes.back() = padded_tokens(sizes.back());
+  auto padded = at::full(sizes, fill, matrices.options().dtype(type));
+  padded.narrow(-1, 0, matrices.size(-1)).copy_(matrices);
+  return padded;
+}
+
 // Both layouts, forward: `make_layout(acc_mask_or_null)` builds the layout for the converted mask.
 template <typename MakeLayout>
 at::Tensor attention_forward(const at::Tensor& qkv_in, const at::Tensor& rel_bias, const at::Tensor* mask,
@@ -393,8 +456,8 @@ at::Tensor attention_forward(const at::Tensor& qkv_in, const at::Tensor& rel_bia
   auto out = at::empty(out_sizes, qkv.options());
   if (out.numel() == 0) return out;
   const auto acc_type = compute_type(qkv.scalar_type());
-  const auto bias = rel_bias.to(acc_type).contiguous();
-  const auto acc_mask = mask == nullptr ? at::Tensor() : mask->to(acc_type).contiguous();
+  const auto bias = pad_tokens(rel_bias, acc_type, -std::numeric_limits<double>::infinity());
+  const auto acc_mask = mask == nullptr ? at::Tensor() : pad_tokens(*mask, acc_type, 0.0);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, qkv.scalar_type(), "window_attention_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const Attention<scalar_t> problem{tokens, C, num_heads, C / num_heads, static_cast<acc_t>(scale),
@@ -416,8 +479,8 @@ std::tuple<at::Tensor, at::Tensor> attention_backward(const at::Tensor& grad_out
   auto grad_qkv = at::empty_like(qkv, at::MemoryFormat::Contiguous);
   const auto acc_type = compute_type(qkv.scalar_type());
   if (qkv.numel() == 0) return {grad_qkv, at::zeros_like(rel_bias, at::MemoryFormat::Contiguous)};
-  const auto bias = rel_bias.to(acc_type).contiguous();
-  const auto acc_mask = mask == nullptr ? at::Tensor() : mask->to(acc_type).contiguous();
+  const auto bias = pad_tokens(rel_bias, acc_type, -std::numeric_limits<double>::infinity());
+  const auto acc_mask = mask == nullptr ? at::Tensor() : pad_tokens(*mask, acc_type, 0.0);
   at::Tensor grad_bias;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, qkv.scalar_type(), "window_attention_backward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
