@@ -114,7 +114,7 @@ def _cannot_run(backend: str, op: str, tensor: torch.Tensor) -> str | None:
     if tensor.device.type == "cpu":
         if os.environ.get("TRITON_INTERPRET") != "1":
             return "Triton runs CPU tensors only under TRITON_INTERPRET=1"
-        if tensor.dtype == torch.bfloat16:
+        if tensor.dtype == torch.bfloat16 and op not in triton_backend.BIT_COPY_OPS:
             return "the Triton interpreter computes bfloat16 wrongly (silently), so it is refused"
     elif tensor.device.type != "cuda":
         return f"Triton runs CUDA tensors, got a {tensor.device.type} tensor"

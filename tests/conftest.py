@@ -1,4 +1,7 @@
 import os
+import subprocess
+import sys
+import textwrap
 
 import pytest
 import torch
@@ -11,7 +14,19 @@ HAS_C_EXTENSION = _backend.C_EXTENSION_ERROR is None
 TRITON_INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 SHARED_TESTSETS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "testsets")
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
+
+
+def run_python(code: str, **env) -> subprocess.CompletedProcess:
+    """Runs `code` in a fresh interpreter importing this checkout, with `env` added to the environment
+    (a value of None removes that variable)."""
+    environment = {**os.environ, "PYTHONPATH": ROOT, **env}
+    environment = {k: v for k, v in environment.items() if v is not None}
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120
+    )
 
 
 def devices():

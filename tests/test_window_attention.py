@@ -16,7 +16,7 @@ import torch._dynamo.testing
 import swinir_kernels
 from swinir_kernels import reference
 
-from conftest import HAS_CUDA, needs_cuda, skip_unless_runs
+from conftest import HAS_C_EXTENSION, HAS_CUDA, needs_cuda, run_python, skip_unless_runs
 
 BACKENDS = ["cpu", "triton", pytest.param("cuda", marks=[needs_cuda, pytest.mark.cuda])]
 OPS = ("window_attention", "shifted_window_attention")
@@ -93,6 +93,62 @@ def test_matches_reference(backend, op, dtype, case):
     assert_all_close(actual, expected, **TOLERANCES[dtype])
 
 
+# Shapes beyond SwinIR's that the kernels must still get right, too large for the Triton interpreter:
+# windows of 4, 12 and 16 (N = 16, 144, 256), head_dim 64 (no padding), 24 and 1, and 18 windows
+# (several CPU bias-gradient chunks).
+WIDE_CASES = [
+    (1, 2, 2, 4, 2, 128, 2),
+    (1, 2, 1, 12, 6, 48, 3),
+    (1, 1, 2, 16, 8, 24, 1),
+    (1, 1, 2, 8, 4, 3, 3),
+    (2, 3, 3, 8, 4, 20, 2),
+]
+
+
+@pytest.mark.parametrize("backend", ["cpu", pytest.param("cuda", marks=[needs_cuda, pytest.mark.cuda])])
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize(
+    "case", WIDE_CASES, ids=[f"B{b}-grid{r}x{c}-ws{ws}-shift{s}-hd{C // nh}" for b, r, c, ws, s, C, nh in WIDE_CASES]
+)
+def test_other_window_sizes_and_head_dims(backend, op, case):
+    qkv, rel_bias, mask, grad_out, kwargs = make_inputs(case, torch.float64, device_for(backend), op)
+    skip_unless_runs(backend, op, qkv)
+    expected = forward_backward("reference", op, qkv, rel_bias, mask, grad_out, kwargs)
+    assert_all_close(forward_backward(backend, op, qkv, rel_bias, mask, grad_out, kwargs), expected, **TOLERANCES[torch.float64])
+    qkv, rel_bias, grad_out = qkv.float(), rel_bias.float(), grad_out.float()
+    mask = None if mask is None else mask.float()
+    expected = forward_backward("reference", op, qkv, rel_bias, mask, grad_out, kwargs)
+    assert_all_close(forward_backward(backend, op, qkv, rel_bias, mask, grad_out, kwargs), expected, **TOLERANCES[torch.float32])
+
+
+@pytest.mark.skipif(not HAS_C_EXTENSION, reason="swinir_kernels._C is not built")
+def test_cpu_baseline_isa_path_matches_reference():
+    """The C++ kernel's arithmetic is compiled for the baseline ISA and for AVX2+FMA; ATen's capability
+    picks one, so ATEN_CPU_CAPABILITY=default forces the baseline build (the one CPUs without AVX2 run)."""
+    result = run_python(
+        """
+        import torch, swinir_kernels
+        from swinir_kernels import reference
+        assert torch.backends.cpu.get_cpu_capability() == "DEFAULT"
+        torch.manual_seed(0)
+        for ws, shift, C, heads in ((8, 4, 60, 2), (7, 3, 20, 2)):
+            qkv = torch.randn(2, 2 * ws, 3 * ws, 3 * C, requires_grad=True)
+            bias = torch.randn(heads, ws * ws, ws * ws, requires_grad=True)
+            grad = torch.randn(2, 2 * ws, 3 * ws, C)
+            outputs = []
+            for backend in ("cpu", "reference"):
+                with swinir_kernels.use_backend(backend):
+                    out = swinir_kernels.shifted_window_attention(qkv, bias, num_heads=heads, window_size=ws, shift=shift)
+                outputs.append((out, *torch.autograd.grad(out, (qkv, bias), grad)))
+            for actual, expected in zip(*outputs):
+                torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
+        print("ok")
+        """,
+        ATEN_CPU_CAPABILITY="default",
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_window_layout_random_mask(backend, dtype):
@@ -134,8 +190,8 @@ def test_half_precision_error(backend, op, dtype, case):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("op", OPS)
 def test_bias_gradient_is_deterministic(backend, op):
-    """72 windows (more than the CPU kernel's 64 bias-gradient chunks): bit-identical bias gradients across
-    runs and across thread counts."""
+    """72 windows (9 of the CPU kernel's bias-gradient chunks): bit-identical bias gradients across runs
+    and across thread counts."""
     case = (2, 6, 6, 7, 3, 20, 2)
     qkv, rel_bias, mask, grad_out, kwargs = make_inputs(case, torch.float32, device_for(backend), op)
     skip_unless_runs(backend, op, qkv)

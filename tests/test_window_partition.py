@@ -9,7 +9,6 @@ import torch
 
 import swinir_kernels as sk
 from swinir_kernels import reference
-from swinir_kernels import triton as triton_backend
 from tests.conftest import needs_cuda, skip_unless_runs
 
 # (backend, device): the kernel backends; CUDA ones are skipped without a GPU.
@@ -67,12 +66,13 @@ def test_partition_and_reverse_match_reference(backend, device, dtype, B, H, W, 
 
 def test_triton_moves_bfloat16_bits_exactly():
     """The interpreter mishandles bfloat16 arithmetic, but the permutation kernels copy integer views:
-    exact for bf16 even there (the backend chooser still refuses bf16 for Triton on CPU)."""
-    skip_unless_runs("triton", "window_partition", torch.empty(1))
+    exact for bf16 even there, so the backend chooser lets them run it."""
     x = distinct((2, 16, 24, 5), torch.bfloat16)
-    windows = triton_backend.window_partition(x, 8, 4)
-    assert torch.equal(windows, reference.window_partition(x, 8, 4))
-    assert torch.equal(triton_backend.window_reverse(windows, 8, 16, 24, 4), x)
+    skip_unless_runs("triton", "window_partition", x)
+    with sk.use_backend("triton"):
+        windows = sk.window_partition(x, 8, 4)
+        assert torch.equal(windows, reference.window_partition(x, 8, 4))
+        assert torch.equal(sk.window_reverse(windows, 8, 16, 24, 4), x)
 
 
 @pytest.mark.parametrize("backend,device", KERNEL_BACKENDS)

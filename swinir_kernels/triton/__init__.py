@@ -5,7 +5,8 @@ custom op (fake and autograd shared with the C++ ops through swinir_kernels/_reg
 triton_op's fake path launches the kernel on meta tensors and breaks torch.compile and opcheck.
 
 UNAVAILABLE is None when Triton imports, else the reason it cannot be used; OPS names the public ops
-that have a Triton kernel, each exposed here as a function with the reference's positional signature.
+that have a Triton kernel, each exposed here as a function with the reference's positional signature;
+BIT_COPY_OPS those of them that only move bits.
 """
 
 try:
@@ -16,6 +17,9 @@ else:
     UNAVAILABLE = None
 
 OPS: frozenset = frozenset()
+# Ops whose Triton kernels only move bits (integer views of the elements): exact for every dtype,
+# bfloat16 included, even under the interpreter, which computes bfloat16 arithmetic wrongly.
+BIT_COPY_OPS = frozenset({"window_partition", "window_reverse"})
 
 if UNAVAILABLE is None:
     from .pixel_shuffle import pixel_shuffle  # noqa: E402
