@@ -5,9 +5,8 @@ Cases: classical SR x4 and lightweight SR x4 at 256x256, colour denoising at 512
 presets, random weights). ``--quick`` (the default on CPU) shrinks the inputs to 32/32/64 so a CPU run
 takes a few minutes; ``--size`` sets one size for all cases.
 
-Per row: median forward latency over ``--repeats`` runs after a warm-up; peak memory: CUDA
-``max_memory_allocated`` during the timed runs, CPU the growth of the peak resident set (VmHWM, reset
-through /proc/self/clear_refs) over the resident size before. Rows are appended to
+Per row: median forward latency over ``--repeats`` runs after a warm-up; peak memory of one forward
+(bench/utils.py peak_memory_mb: CUDA ``max_memory_allocated``, CPU the growth of the peak resident set). Rows are appended to
 bench/results/<device>.csv with the project's columns (gb_s is left empty: an end-to-end model has no
 single byte count).
 
@@ -26,51 +25,22 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import swinir  # noqa: E402
 
 try:
-    from utils import append_csv, median_ms, row, synchronize
+    from utils import append_csv, median_ms, peak_memory_mb, row
 except ImportError:  # run as a module: python -m bench.bench_swinir
-    from bench.utils import append_csv, median_ms, row, synchronize
+    from bench.utils import append_csv, median_ms, peak_memory_mb, row
 
 CASES = (("classical_sr_x4", 256, 32), ("lightweight_sr_x4", 256, 32), ("color_dn_25", 512, 64))  # preset, size, quick size
 PROVIDERS = (("swinir", "auto"), ("reference", "reference"))  # provider name, SwinIR backend
 
 
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
-def _reset_peak_rss() -> None:
-    with open("/proc/self/clear_refs", "w") as refs:
-        refs.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
-
-
 def measure(model, x, repeats: int, warmup: int) -> tuple[float, float | None]:
-    """(median ms, peak MB) of ``model(x)`` under no_grad."""
-    cuda = x.device.type == "cuda"
+    """(median ms, peak MB of one call) of ``model(x)`` under no_grad, warm-up excluded."""
     device = str(x.device)
     with torch.no_grad():
         for _ in range(warmup):
             model(x)
-        if cuda:
-            synchronize(device)
-            torch.cuda.reset_peak_memory_stats()
-            base = torch.cuda.memory_allocated()
-        else:
-            try:
-                _reset_peak_rss()
-                base = _status_kb("VmRSS") * 1024
-            except OSError:
-                base = None
-        # Warm-up done above, before the memory baseline: first-call allocations are not counted.
         ms = median_ms({"model": lambda: model(x)}, device, warmup=0, repeats=repeats)["model"]
-    if cuda:
-        peak = (torch.cuda.max_memory_allocated() - base) / 2**20
-    else:
-        peak = None if base is None else max(0, _status_kb("VmHWM") * 1024 - base) / 2**20
-    return ms, peak
+        return ms, peak_memory_mb(lambda: model(x), "cpu" if x.device.type == "cpu" else device)
 
 
 def main(argv=None):

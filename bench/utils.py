@@ -121,11 +121,31 @@ def median_ms(
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise OSError(f"/proc/self/status has no {field}")
+
+
+def _reset_peak_rss() -> None:
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+
+
 def peak_memory_mb(fn: Callable[[], object], device: str) -> float | None:
-    """Peak CUDA memory allocated during one fn() call beyond what was allocated before it, in MiB;
-    None on CPU (not measured there)."""
+    """Peak memory during one fn() call beyond what was in use before it, in MiB. CUDA: the caching
+    allocator's max_memory_allocated. CPU: the growth of the peak resident set (VmHWM, reset through
+    /proc/self/clear_refs) over the resident size before; None where /proc does not offer that."""
     if device == "cpu":
-        return None
+        try:
+            _reset_peak_rss()
+            before = _status_kb("VmRSS")
+            fn()
+            return max(0, _status_kb("VmHWM") - before) / 1024
+        except OSError:
+            return None
     synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
     before = torch.cuda.memory_allocated(device)
