@@ -6,7 +6,7 @@ presets, random weights). ``--quick`` (the default on CPU) shrinks the inputs to
 takes a few minutes; ``--size`` sets one size for all cases.
 
 Per row: median forward latency over ``--repeats`` runs after a warm-up; peak memory of one forward
-(bench/utils.py peak_memory_mb: CUDA ``max_memory_allocated``, CPU the growth of the peak resident set). Rows are appended to
+(bench/utils.py: CUDA ``max_memory_allocated``, CPU the growth of the peak resident set). Rows are appended to
 bench/results/<device>.csv with the project's columns (gb_s is left empty: an end-to-end model has no
 single byte count).
 
@@ -25,9 +25,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import swinir  # noqa: E402
 
 try:
-    from utils import append_csv, median_ms, peak_memory_mb, row
+    from utils import append_csv, median_ms, peak_memory_mb, peak_rss_growth_mb, row
 except ImportError:  # run as a module: python -m bench.bench_swinir
-    from bench.utils import append_csv, median_ms, peak_memory_mb, row
+    from bench.utils import append_csv, median_ms, peak_memory_mb, peak_rss_growth_mb, row
 
 CASES = (("classical_sr_x4", 256, 32), ("lightweight_sr_x4", 256, 32), ("color_dn_25", 512, 64))  # preset, size, quick size
 PROVIDERS = (("swinir", "auto"), ("reference", "reference"))  # provider name, SwinIR backend
@@ -40,7 +40,9 @@ def measure(model, x, repeats: int, warmup: int) -> tuple[float, float | None]:
         for _ in range(warmup):
             model(x)
         ms = median_ms({"model": lambda: model(x)}, device, warmup=0, repeats=repeats)["model"]
-        return ms, peak_memory_mb(lambda: model(x), "cpu" if x.device.type == "cpu" else device)
+        if x.device.type == "cpu":
+            return ms, peak_rss_growth_mb(lambda: model(x))
+        return ms, peak_memory_mb(lambda: model(x), device)
 
 
 def main(argv=None):

@@ -11,7 +11,7 @@ Providers (each computes reference.shifted_window_attention's result):
 Modes: ``forward`` (under no_grad) and ``forward+backward`` (grads of qkv and rel_bias).
 GB/s counts the bytes a fused kernel must move: forward 4*C*s per token (read q, k, v, write o),
 backward 7*C*s per token (read q, k, v, dO, write dq, dk, dv), so forward+backward counts 11*C*s.
-Peak memory of one call: bench/utils.py peak_memory_mb (CUDA allocator peak; CPU peak resident-set growth).
+Peak memory of one call is measured on CUDA (the caching allocator's peak); not on CPU.
 
     python bench/bench_window_attention.py                 # CPU, 2 threads, fp32; appends bench/results/<device>.csv
     python bench/bench_window_attention.py --device cuda --dtype bfloat16

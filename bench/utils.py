@@ -135,23 +135,30 @@ def _reset_peak_rss() -> None:
 
 
 def peak_memory_mb(fn: Callable[[], object], device: str) -> float | None:
-    """Peak memory during one fn() call beyond what was in use before it, in MiB. CUDA: the caching
-    allocator's max_memory_allocated. CPU: the growth of the peak resident set (VmHWM, reset through
-    /proc/self/clear_refs) over the resident size before; None where /proc does not offer that."""
+    """Peak CUDA memory allocated during one fn() call beyond what was allocated before it, in MiB;
+    None on CPU: the resident set there misses the allocations that reuse memory glibc keeps, so an
+    op-sized call reads as 0 (whole models: peak_rss_growth_mb)."""
     if device == "cpu":
-        try:
-            _reset_peak_rss()
-            before = _status_kb("VmRSS")
-            fn()
-            return max(0, _status_kb("VmHWM") - before) / 1024
-        except OSError:
-            return None
+        return None
     synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
     before = torch.cuda.memory_allocated(device)
     fn()
     synchronize(device)
     return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+
+
+def peak_rss_growth_mb(fn: Callable[[], object]) -> float | None:
+    """The growth of the process's peak resident set (VmHWM, reset through /proc/self/clear_refs) over
+    its resident size before one fn() call, in MiB: a CPU memory figure for calls whose allocations
+    are large (a whole model's forward); None where /proc does not offer it."""
+    try:
+        _reset_peak_rss()
+        before = _status_kb("VmRSS")
+        fn()
+        return max(0, _status_kb("VmHWM") - before) / 1024
+    except OSError:
+        return None
 
 
 def git_commit() -> str:
