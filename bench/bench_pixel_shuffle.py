@@ -5,7 +5,9 @@ Two SwinIR cases:
 * ``tail``: the lightweight model's tail, ``(F.pixel_shuffle(x, r) * (1/img_range) + mean)[..., :oh, :ow]``
   (r = 4, 3 output channels, cropped by a few pixels), fused into one pass by ours;
 * ``upsample``: the classical model's ``PixelShuffle(2)`` (C=64 output channels), a plain shuffle.
-Each in NCHW and channels_last. Bytes moved = x read + output written, for every provider.
+Each in NCHW and channels_last, forward (``fwd_<format>``) and forward + backward (``fwd+bwd_<format>``,
+the gradient of x). Bytes moved = x read + output written, twice that with the backward (grad_out
+read, grad_x written); the copy provider copies x once or twice to match.
 
     python bench/bench_pixel_shuffle.py                  # CPU table, 2 threads
     python bench/bench_pixel_shuffle.py --device cuda    # SwinIR shapes on the GPU
@@ -46,30 +48,40 @@ def run_case(rows, device, dtype, case, shape, r, crop, format_name, compile_bas
         bias = torch.tensor([0.4488, 0.4371, 0.4040], device=device, dtype=dtype)
     else:
         scale = bias = None
-    nbytes = (x.numel() + shape[0] * C * out_h * out_w) * x.element_size()
+    forward_bytes = (x.numel() + shape[0] * C * out_h * out_w) * x.element_size()
     copy_target = torch.empty_like(x)
-    providers = {
-        "copy": lambda: copy_target.copy_(x),
-        "reference": lambda: eager_tail(x, r, scale, bias, out_h, out_w),
-    }
+    eager = {"reference": lambda x: eager_tail(x, r, scale, bias, out_h, out_w)}
     if compile_baseline:
         torch._dynamo.reset()
         compiled = torch.compile(eager_tail, dynamic=False)
-        providers["compile"] = lambda: compiled(x, r, scale, bias, out_h, out_w)
+        eager["compile"] = lambda x: compiled(x, r, scale, bias, out_h, out_w)
+    ours = {}
     for backend in utils.kernel_providers("pixel_shuffle", device):
 
-        def ours(backend=backend):
+        def fused(x, backend=backend):
             with sk.use_backend(backend):
                 return sk.pixel_shuffle(x, r, scale=scale, bias=bias, out_size=(out_h, out_w))
 
-        torch.testing.assert_close(ours(), providers["reference"](), msg=f"{backend} differs from eager")
-        providers[backend] = ours
+        torch.testing.assert_close(fused(x), eager["reference"](x), msg=f"{backend} differs from eager")
+        ours[backend] = fused
     shape_label = "x".join(map(str, shape))
-    op, mode = f"pixel_shuffle_{case}", f"fwd_{format_name}"
-    timing = utils.MEMORY_BOUND_TIMING
-    case_rows = utils.compare_providers(op, mode, dtype, shape_label, nbytes, providers, device, **timing)
-    utils.print_rows(case_rows)
-    rows += case_rows
+    x_grad = x.detach().requires_grad_()
+    grad_out = torch.randn(shape[0], C, out_h, out_w, device=device, dtype=dtype)
+
+    def with_backward(fn):
+        return lambda: torch.autograd.grad(fn(x_grad), x_grad, grad_out)
+
+    for mode, copies in (("fwd", 1), ("fwd+bwd", 2)):
+        providers = {"copy": lambda copies=copies: [copy_target.copy_(x) for _ in range(copies)]}
+        for name, fn in {**eager, **ours}.items():
+            providers[name] = (lambda fn=fn: fn(x)) if mode == "fwd" else with_backward(fn)
+        op = f"pixel_shuffle_{case}"
+        case_rows = utils.compare_providers(
+            op, f"{mode}_{format_name}", dtype, shape_label, copies * forward_bytes, providers, device,
+            **utils.MEMORY_BOUND_TIMING,
+        )
+        utils.print_rows(case_rows)
+        rows += case_rows
 
 
 def main() -> None:

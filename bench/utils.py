@@ -162,9 +162,10 @@ def peak_rss_growth_mb(fn: Callable[[], object]) -> float | None:
 
 
 def git_commit() -> str:
+    """The checkout's short commit, with "-dirty" when tracked files differ from it."""
     try:
         return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
+            ["git", "describe", "--always", "--dirty", "--abbrev=7"], capture_output=True, text=True, check=True,
             cwd=os.path.dirname(os.path.abspath(__file__)),
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
