@@ -19,7 +19,11 @@ import subprocess
 import time
 from collections.abc import Callable
 
-import torch
+# torch.compile's default pool of compile workers keeps busy processes around after the baselines
+# compile, which on a 2-core machine slowed whatever was timed next by up to 3x. Compile in-process.
+os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
+
+import torch  # noqa: E402
 
 COLUMNS = (
     "op",
