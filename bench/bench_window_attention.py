@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 import swinir_kernels  # noqa: E402
 from swinir_kernels import _backend, reference  # noqa: E402
 
-from utils import append_csv, compare_providers, print_table  # noqa: E402
+from utils import append_csv, compare_providers, keep_freed_memory_mapped, print_table  # noqa: E402
 
 WINDOW_SIZE, SHIFT = 8, 4
 # (B, H, W, C, num_heads): SwinIR lightweight (C=60, head_dim 10) and classical (C=180, head_dim 30).
@@ -137,6 +137,7 @@ def main():
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
+    keep_freed_memory_mapped()
     torch.manual_seed(0)
     dtype = getattr(torch, args.dtype)
     provider_fns = providers(args.device, torch.empty(1, device=args.device, dtype=dtype))
