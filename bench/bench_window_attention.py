@@ -6,7 +6,7 @@ Providers (each computes reference.shifted_window_attention's result):
   cpu                  the fused C++ CPU kernel (swinir_kernels backend "cpu")
   cuda, triton         the fused GPU kernels, when built / registered          [GPU: UNVERIFIED here]
   sdpa-folded-bias     partition + F.scaled_dot_product_attention with rel_bias + shift mask folded
-                       into attn_mask + reverse                                   [GPU: UNVERIFIED here]
+                       into attn_mask + reverse (any device; checked against the fp64 reference first)
 
 Modes: ``forward`` (under no_grad) and ``forward+backward`` (grads of qkv and rel_bias).
 GB/s counts the bytes a fused kernel must move: forward 4*C*s per token (read q, k, v, write o),
@@ -78,8 +78,7 @@ def providers(device: str, sample_qkv: torch.Tensor) -> dict:
             chosen[name] = backend_provider(name)
         else:
             print(f"skipping provider {name}: {why_not}")
-    if device != "cpu":  # UNVERIFIED: written on a CPU-only machine, never run on a GPU yet.
-        chosen["sdpa-folded-bias"] = sdpa_folded_bias
+    chosen["sdpa-folded-bias"] = sdpa_folded_bias
     return chosen
 
 
