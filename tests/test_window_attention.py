@@ -274,8 +274,8 @@ def test_autocast_block_runs_on_cpu():
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_compile_block_matches_eager_without_recompiles(backend):
     """Linear qkv -> shifted_window_attention -> Linear proj, compiled with fullgraph=True: matches eager
-    (forward and gradients) and compiles once for batches 1, 2, 3 (the batch is marked unbacked, so batch 1
-    is not specialised)."""
+    (forward and gradients) and compiles once for batches 1, 2, 3 and several image sizes (the batch is
+    marked unbacked, so batch 1 is not specialised; H and W dynamic)."""
     C, num_heads, ws = 20, 2, 8
     device = device_for(backend)
     qkv_linear, proj = torch.nn.Linear(C, 3 * C).to(device), torch.nn.Linear(C, C).to(device)
@@ -290,9 +290,11 @@ def test_compile_block_matches_eager_without_recompiles(backend):
     compiled = torch.compile(block, backend=counter, fullgraph=True)
     torch._dynamo.reset()
     with swinir_kernels.use_backend(backend):
-        for batch in (1, 2, 3):
-            x = torch.randn(batch, 16, 24, C, device=device, requires_grad=True)
+        for batch, H, W in ((1, 16, 24), (2, 16, 24), (3, 24, 16), (2, 32, 40)):
+            x = torch.randn(batch, H, W, C, device=device, requires_grad=True)
             torch._dynamo.decorators.mark_unbacked(x, 0)
+            torch._dynamo.mark_dynamic(x, 1)
+            torch._dynamo.mark_dynamic(x, 2)
             out = compiled(x)
             grads = torch.autograd.grad(out.square().sum(), (x, rel_bias))
             expected = block(x)
