@@ -230,12 +230,21 @@ void load_rows(const scalar_t* base, int64_t width, const std::vector<int64_t>& 
 }
 
 // dst (C, ld) = columns [column, column + C) of src's N rows (row stride src_width), transposed.
+// In 16x16 tiles: row by row, each source row would write C different cache lines of dst (46 KB at
+// C=180, more than L1), which made the two transposes of the backward a quarter of its time.
 template <typename acc_t>
 void transpose_columns(const acc_t* src, int64_t N, int64_t src_width, int64_t column, int64_t C, acc_t* dst,
                        int64_t ld) {
-  for (int64_t n = 0; n < N; ++n) {
-    const acc_t* row = src + n * src_width + column;
-    for (int64_t c = 0; c < C; ++c) dst[c * ld + n] = row[c];
+  constexpr int64_t kTile = 16;
+  for (int64_t n0 = 0; n0 < N; n0 += kTile) {
+    const int64_t n_end = std::min(N, n0 + kTile);
+    for (int64_t c0 = 0; c0 < C; c0 += kTile) {
+      const int64_t c_end = std::min(C, c0 + kTile);
+      for (int64_t n = n0; n < n_end; ++n) {
+        const acc_t* row = src + n * src_width + column;
+        for (int64_t c = c0; c < c_end; ++c) dst[c * ld + n] = row[c];
+      }
+    }
   }
 }
 
