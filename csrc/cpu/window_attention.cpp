@@ -45,17 +45,18 @@ namespace {
 constexpr int64_t kMaxHeadDim = 64;
 constexpr double kShiftMaskValue = -100.0;  // the official additive mask, not -inf
 // For the bias gradient the windows are split into chunks of at least kMinWindowsPerBiasChunk windows,
-// at most kMaxBiasGradChunks chunks; each chunk owns an (nH, N, N) partial. The count depends on the
-// shape only (not the thread count), which keeps the summation order fixed. Each partial is ~100 KB
-// at nH=6, N=64: one per window made zeroing and summing them cost a third of the backward.
+// at most kMaxBiasGradChunks chunks; each chunk owns an (nH, N, padded_tokens(N)) partial. The count
+// depends on the shape only (not the thread count), which keeps the summation order fixed. Each
+// partial is ~100 KB at nH=6, N=64: one per window made zeroing and summing them cost a third of the
+// backward.
 constexpr int64_t kMinWindowsPerBiasChunk = 8;
 constexpr int64_t kMaxBiasGradChunks = 64;
 
 // ---------------------------------------------------------------------------------------------
-// The arithmetic (window_attention_math.inc), compiled twice: portable, and for AVX2 + FMA when the
-// compiler can target it. The extension is built for the baseline ISA so the wheel runs anywhere;
-// the AVX2 version is chosen at run time if the CPU has it and ATen's capability (which honours
-// ATEN_CPU_CAPABILITY=default) allows it.
+// The arithmetic (window_attention_math.inc), compiled twice: portable, and for AVX2 + FMA with GCC on
+// x86-64 (other compilers build the portable one only). The extension is built for the baseline ISA
+// so the wheel runs anywhere; the AVX2 version is chosen at run time if the CPU has it and ATen's
+// capability (which honours ATEN_CPU_CAPABILITY=default) allows it.
 
 // Tile of the small products: kTileRows rows of C share each load of B; kTileColumns columns are two
 // AVX2 vectors of fp32. Scratch rows are padded to a multiple of kTileRows, columns to kTileColumns.
