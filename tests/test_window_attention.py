@@ -121,6 +121,22 @@ def test_other_window_sizes_and_head_dims(backend, op, case):
     assert_all_close(forward_backward(backend, op, qkv, rel_bias, mask, grad_out, kwargs), expected, **TOLERANCES[torch.float32])
 
 
+@pytest.mark.parametrize(
+    "backend",
+    ["cpu", pytest.param("cuda", marks=[needs_cuda, pytest.mark.cuda]), pytest.param("triton", marks=needs_cuda)],
+)
+@pytest.mark.parametrize("op", OPS)
+def test_more_than_65535_windows(backend, op):
+    """66,560 windows of 2x2: CUDA's 65,535 limit on grid dims y/z must not cap the windows (too many
+    programs for the Triton interpreter, so Triton runs this on a GPU only). fp64: in fp32 the bias
+    gradient, a sum over 66,560 windows, differs from the reference's by its summation order (~3e-5)."""
+    case = (1, 256, 260, 2, 1, 4, 2)
+    qkv, rel_bias, mask, grad_out, kwargs = make_inputs(case, torch.float64, device_for(backend), op)
+    skip_unless_runs(backend, op, qkv)
+    expected = forward_backward("reference", op, qkv, rel_bias, mask, grad_out, kwargs)
+    assert_all_close(forward_backward(backend, op, qkv, rel_bias, mask, grad_out, kwargs), expected, **TOLERANCES[torch.float64])
+
+
 @pytest.mark.skipif(not HAS_C_EXTENSION, reason="swinir_kernels._C is not built")
 def test_cpu_baseline_isa_path_matches_reference():
     """The C++ kernel's arithmetic is compiled for the baseline ISA and for AVX2+FMA; ATen's capability
