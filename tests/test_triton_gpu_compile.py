@@ -1,0 +1,149 @@
+"""Every Triton kernel launch of the ops compiles to GPU machine code for sm_80 (A100) and sm_90
+(H100/H200), here, without a GPU.
+
+The interpreter that runs the Triton tests on CPU executes the kernels' Python semantics; it does not
+check what only the GPU compiler checks (tl.dot shapes and dtypes, layouts, register and shared-memory
+lowering, ptxas). So this file, run as a script without TRITON_INTERPRET, intercepts the launches
+(JITFunction.run, and the autotuner's, which would benchmark on a GPU) made by the ops' own Python
+launchers on CPU tensors for representative shapes and dtypes, and compiles each distinct launch
+ahead of time with triton.compile(ASTSource, GPUTarget) down to a cubin (ptxas ships with Triton).
+Integer arguments get no divisibility hints here (a launch adds them; they only widen memory
+accesses). Nothing runs, so outputs are not checked here: that needs a GPU (bench/gpu_check.sh).
+
+Every autotuner config (warps x stages) is compiled for the first launch of each kernel on sm_90; other
+launches compile the first config, on both targets.
+"""
+
+import os
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, run_python
+
+# (ws, shift, C, num_heads, dtype name, fp32 dot precision): head_dim 30 and 10, windows 8 and 7 (N 64
+# and 49), masked and unmasked, every dtype, and the TF32 dots of fp32.
+ATTENTION_CASES = [
+    (8, 4, 60, 2, "float32", "ieee"),
+    (8, 4, 60, 2, "float32", "tf32"),
+    (8, 0, 20, 2, "bfloat16", "ieee"),
+    (7, 3, 60, 2, "float16", "ieee"),
+    (8, 4, 128, 2, "bfloat16", "ieee"),
+    (8, 4, 60, 2, "float64", "ieee"),
+]
+
+
+def test_triton_kernels_compile_for_sm80_and_sm90():
+    pytest.importorskip("triton")
+    result = run_python(f"import runpy; runpy.run_path({__file__!r}, run_name='__main__')", TRITON_INTERPRET=None)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    assert "compiled" in result.stdout, result.stdout
+
+
+def _compile_every_launch() -> None:
+    import time
+
+    import torch
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    from triton.runtime.autotuner import Autotuner
+    from triton.runtime.jit import JITFunction
+
+    sys.path.insert(0, ROOT)
+    from swinir_kernels import triton as triton_backend
+
+    assert triton_backend.UNAVAILABLE is None, triton_backend.UNAVAILABLE
+    targets = {"sm_80": GPUTarget("cuda", 80, 32), "sm_90": GPUTarget("cuda", 90, 32)}
+    pointer_types = {
+        torch.float32: "*fp32", torch.float16: "*fp16", torch.bfloat16: "*bf16", torch.float64: "*fp64",
+        torch.int8: "*i8", torch.int16: "*i16", torch.int32: "*i32", torch.int64: "*i64",
+    }  # fmt: skip
+    done: dict[tuple, float] = {}
+    first_launch_of: set[str] = set()
+
+    def scalar_type(value):
+        if isinstance(value, torch.Tensor):
+            return pointer_types[value.dtype]
+        if isinstance(value, bool):
+            return "i1"
+        if isinstance(value, int):
+            return "i32" if -(2**31) <= value < 2**31 else "i64"
+        if isinstance(value, float):
+            return "fp32"
+        raise TypeError(f"unexpected kernel argument {value!r}")
+
+    def compile_launch(kernel: JITFunction, args, kwargs, target_names) -> None:
+        # Keyword arguments that are not kernel parameters are compile options (num_warps, num_stages...).
+        options = {k: kwargs.pop(k) for k in list(kwargs) if k not in kernel.arg_names}
+        options = {k: v for k, v in options.items() if v is not None}
+        bound = dict(zip(kernel.arg_names, args), **kwargs)
+        constexprs = {
+            name: bound[name]
+            for name, param in zip(kernel.arg_names, kernel.params)
+            if param.is_constexpr or bound[name] is None
+        }
+        signature = {name: "constexpr" if name in constexprs else scalar_type(bound[name]) for name in kernel.arg_names}
+        for target_name in target_names:
+            key = (kernel.__name__, target_name, tuple(signature.items()), repr(sorted(constexprs.items())), repr(sorted(options.items())))
+            if key in done:
+                continue
+            start = time.perf_counter()
+            try:
+                binary = triton.compile(ASTSource(kernel, signature, constexprs), target=targets[target_name], options=options)
+            except Exception as error:
+                raise AssertionError(f"{kernel.__name__} does not compile for {target_name} with {constexprs} {options}: {error}") from error
+            assert binary.asm.get("cubin"), f"{kernel.__name__}: no cubin for {target_name}"
+            done[key] = time.perf_counter() - start
+
+    def launch(self: JITFunction, *args, grid, warmup=False, **kwargs):
+        compile_launch(self, args, dict(kwargs), targets)
+
+    def autotuned_launch(self: Autotuner, *args, grid, warmup=False, **kwargs):
+        kernel = self.fn
+        every_config = kernel.__name__ not in first_launch_of
+        first_launch_of.add(kernel.__name__)
+        for index, config in enumerate(self.configs):
+            if index == 0:
+                compile_launch(kernel, args, {**kwargs, **config.all_kwargs()}, targets)
+            elif every_config:
+                compile_launch(kernel, args, {**kwargs, **config.all_kwargs()}, ["sm_90"])
+
+    JITFunction.run = launch
+    Autotuner.run = autotuned_launch
+    # The attention launcher refuses CPU tensors without the interpreter (they cannot run); these are
+    # only compiled, so let its other checks see a tensor of no device.
+    attention_module = sys.modules["swinir_kernels.triton.window_attention"]  # the package's name is the op
+    check_launch = attention_module._check_launch
+    attention_module._check_launch = lambda qkv, tokens: check_launch(qkv.to("meta"), tokens)
+
+    # The launchers run on CPU tensors: they allocate and reduce with torch, and launch nothing.
+    for dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
+        for C in (3, 180):
+            x = torch.zeros(2, 16, 24, C, dtype=dtype)
+            windows = triton_backend.window_partition(x, 8, 4)
+            triton_backend.window_reverse(windows, 8, 16, 24, 4)
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        for memory_format in (torch.contiguous_format, torch.channels_last):
+            x = torch.zeros(1, 48, 8, 8, dtype=dtype).contiguous(memory_format=memory_format).requires_grad_()
+            for scale, bias in ((None, None), (torch.ones(3, dtype=dtype), torch.zeros(3, dtype=dtype))):
+                out = triton_backend.pixel_shuffle(x, 4, scale, bias, 30, 31)
+                torch.autograd.grad(out, x, torch.zeros_like(out))
+    for ws, shift, C, num_heads, dtype_name, precision in ATTENTION_CASES:
+        os.environ["SWINIR_KERNELS_FP32_PRECISION"] = precision
+        dtype = getattr(torch, dtype_name)
+        qkv = torch.zeros(1, 2 * ws, 3 * ws, 3 * C, dtype=dtype, requires_grad=True)
+        bias = torch.zeros(num_heads, ws * ws, ws * ws, dtype=dtype, requires_grad=True)
+        scale = (C // num_heads) ** -0.5
+        out = triton_backend.shifted_window_attention(qkv, bias, num_heads, ws, shift, scale)
+        torch.autograd.grad(out, (qkv, bias), torch.zeros_like(out))
+        windows = torch.zeros(6, ws * ws, 3 * C, dtype=dtype, requires_grad=True)
+        mask = torch.zeros(6, ws * ws, ws * ws, dtype=dtype)
+        out = triton_backend.window_attention(windows, bias, mask, num_heads, scale)
+        torch.autograd.grad(out, (windows, bias), torch.zeros_like(out))
+    kernels = sorted({key[0] for key in done})
+    print(f"compiled {len(done)} launches of {len(kernels)} kernels ({', '.join(kernels)}) in {sum(done.values()):.0f} s")
+
+
+if __name__ == "__main__":
+    _compile_every_launch()
