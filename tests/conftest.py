@@ -19,13 +19,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
 
 
-def run_python(code: str, **env) -> subprocess.CompletedProcess:
+def run_python(code: str, *, timeout: float = 120, **env) -> subprocess.CompletedProcess:
     """Runs `code` in a fresh interpreter importing this checkout, with `env` added to the environment
     (a value of None removes that variable)."""
     environment = {**os.environ, "PYTHONPATH": ROOT, **env}
     environment = {k: v for k, v in environment.items() if v is not None}
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=environment, capture_output=True, text=True,
+        timeout=timeout,
     )
 
 
