@@ -107,18 +107,15 @@ WIDE_CASES = [
 
 @pytest.mark.parametrize("backend", ["cpu", pytest.param("cuda", marks=[needs_cuda, pytest.mark.cuda])])
 @pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize(
     "case", WIDE_CASES, ids=[f"B{b}-grid{r}x{c}-ws{ws}-shift{s}-hd{C // nh}" for b, r, c, ws, s, C, nh in WIDE_CASES]
 )
-def test_other_window_sizes_and_head_dims(backend, op, case):
-    qkv, rel_bias, mask, grad_out, kwargs = make_inputs(case, torch.float64, device_for(backend), op)
+def test_other_window_sizes_and_head_dims(backend, op, dtype, case):
+    qkv, rel_bias, mask, grad_out, kwargs = make_inputs(case, dtype, device_for(backend), op)
     skip_unless_runs(backend, op, qkv)
     expected = forward_backward("reference", op, qkv, rel_bias, mask, grad_out, kwargs)
-    assert_all_close(forward_backward(backend, op, qkv, rel_bias, mask, grad_out, kwargs), expected, **TOLERANCES[torch.float64])
-    qkv, rel_bias, grad_out = qkv.float(), rel_bias.float(), grad_out.float()
-    mask = None if mask is None else mask.float()
-    expected = forward_backward("reference", op, qkv, rel_bias, mask, grad_out, kwargs)
-    assert_all_close(forward_backward(backend, op, qkv, rel_bias, mask, grad_out, kwargs), expected, **TOLERANCES[torch.float32])
+    assert_all_close(forward_backward(backend, op, qkv, rel_bias, mask, grad_out, kwargs), expected, **TOLERANCES[dtype])
 
 
 @pytest.mark.parametrize(

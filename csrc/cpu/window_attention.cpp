@@ -454,6 +454,15 @@ at::Tensor pad_tokens(const at::Tensor& matrices, at::ScalarType type, double fi
   return padded;
 }
 
+// The bias and the optional mask as the kernel reads them: in `acc_type`, rows padded to
+// padded_tokens(N), bias -inf in the padding (P = 0 there), mask 0; the mask undefined when absent.
+struct PaddedBiasAndMask {
+  at::Tensor bias, mask;
+  PaddedBiasAndMask(const at::Tensor& rel_bias, const at::Tensor* mask_or_null, at::ScalarType acc_type)
+      : bias(pad_tokens(rel_bias, acc_type, -std::numeric_limits<double>::infinity())),
+        mask(mask_or_null == nullptr ? at::Tensor() : pad_tokens(*mask_or_null, acc_type, 0.0)) {}
+};
+
 // Both layouts, forward: `make_layout(acc_mask_or_null)` builds the layout for the converted mask.
 template <typename MakeLayout>
 at::Tensor attention_forward(const at::Tensor& qkv_in, const at::Tensor& rel_bias, const at::Tensor* mask,
@@ -466,13 +475,12 @@ at::Tensor attention_forward(const at::Tensor& qkv_in, const at::Tensor& rel_bia
   auto out = at::empty(out_sizes, qkv.options());
   if (out.numel() == 0) return out;
   const auto acc_type = compute_type(qkv.scalar_type());
-  const auto bias = pad_tokens(rel_bias, acc_type, -std::numeric_limits<double>::infinity());
-  const auto acc_mask = mask == nullptr ? at::Tensor() : pad_tokens(*mask, acc_type, 0.0);
+  const PaddedBiasAndMask padded(rel_bias, mask, acc_type);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, qkv.scalar_type(), "window_attention_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const Attention<scalar_t> problem{tokens, C, num_heads, C / num_heads, static_cast<acc_t>(scale),
-                                      bias.const_data_ptr<acc_t>()};
-    const auto layout = make_layout(acc_mask.defined() ? acc_mask.const_data_ptr<acc_t>() : nullptr);
+                                      padded.bias.const_data_ptr<acc_t>()};
+    const auto layout = make_layout(padded.mask.defined() ? padded.mask.const_data_ptr<acc_t>() : nullptr);
     run_forward(problem, layout, num_windows, qkv.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>());
   });
   return out;
@@ -489,14 +497,13 @@ std::tuple<at::Tensor, at::Tensor> attention_backward(const at::Tensor& grad_out
   auto grad_qkv = at::empty_like(qkv, at::MemoryFormat::Contiguous);
   const auto acc_type = compute_type(qkv.scalar_type());
   if (qkv.numel() == 0) return {grad_qkv, at::zeros_like(rel_bias, at::MemoryFormat::Contiguous)};
-  const auto bias = pad_tokens(rel_bias, acc_type, -std::numeric_limits<double>::infinity());
-  const auto acc_mask = mask == nullptr ? at::Tensor() : pad_tokens(*mask, acc_type, 0.0);
+  const PaddedBiasAndMask padded(rel_bias, mask, acc_type);
   at::Tensor grad_bias;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, qkv.scalar_type(), "window_attention_backward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const Attention<scalar_t> problem{tokens, C, num_heads, C / num_heads, static_cast<acc_t>(scale),
-                                      bias.const_data_ptr<acc_t>()};
-    const auto layout = make_layout(acc_mask.defined() ? acc_mask.const_data_ptr<acc_t>() : nullptr);
+                                      padded.bias.const_data_ptr<acc_t>()};
+    const auto layout = make_layout(padded.mask.defined() ? padded.mask.const_data_ptr<acc_t>() : nullptr);
     grad_bias = run_backward(problem, layout, num_windows, grad_out.const_data_ptr<scalar_t>(),
                              qkv.const_data_ptr<scalar_t>(), grad_qkv.mutable_data_ptr<scalar_t>(),
                              qkv.options().dtype(acc_type));
