@@ -26,6 +26,7 @@ else:
 from . import reference  # noqa: E402
 from ._backend import BACKENDS, use_backend  # noqa: E402
 from .ops import (  # noqa: E402
+    backends_used,
     explain_backend,
     pixel_shuffle,
     shifted_window_attention,
@@ -36,6 +37,7 @@ from .ops import (  # noqa: E402
 
 __all__ = [
     "BACKENDS",
+    "backends_used",
     "explain_backend",
     "pixel_shuffle",
     "reference",
