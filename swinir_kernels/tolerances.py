@@ -43,7 +43,7 @@ def max_abs_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
 def compare(actual, same_dtype_reference, exact_reference, *, exact: bool, fp32_precision: str = "ieee"):
     """Checks each pair of results (outputs and gradients). `same_dtype_reference`: the reference run in
     the inputs' dtype; `exact_reference`: run in fp64 on the same inputs (read for fp16/bf16 only).
-    Returns (passed, largest absolute error against the fp64 reference, why it failed or '')."""
+    Returns (passed, largest absolute error against exact_reference, why it failed or '')."""
     worst = 0.0
     for index, (a, e, x) in enumerate(zip(actual, same_dtype_reference, exact_reference)):
         worst = max(worst, max_abs_error(a, x))
