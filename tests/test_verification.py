@@ -176,6 +176,24 @@ def test_slow_kernel_is_not_picked(stand_in, monkeypatch):
     assert reason.startswith("reference: auto: reference, since cpu: verified on this device") and "slower than the reference" in reason
 
 
+@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="Triton runs CPU tensors only under TRITON_INTERPRET=1")
+def test_stand_in_checks_triton_too_and_picks_the_faster(stand_in, monkeypatch):
+    """Both stand-in kernels (C++ and the interpreted Triton) are checked at first use; auto takes the
+    faster in the check (the C++ one: the interpreter runs each program in Python)."""
+    pytest.importorskip("triton")
+    monkeypatch.setattr(_backend, "STAND_IN_BACKENDS", ("cpu", "triton"))
+    monkeypatch.setattr(_verification, "_time_ms", REAL_TIMER)
+    checks = count_checks(monkeypatch)
+    x = torch.randn(1, 8, 16, 3)
+    assert torch.equal(sk.window_partition(x, 8, 4), reference.window_partition(x, 8, 4))
+    assert checks == [("cpu", "window_partition"), ("triton", "window_partition")]
+    assert sk.backends_used()["window_partition"].startswith("cpu: auto: cpu, the fastest kernel")
+    # bf16 attention: the interpreter cannot run it, so only the C++ kernel is checked.
+    qkv, rel_bias, kwargs = attention_call()
+    sk.shifted_window_attention(qkv.bfloat16(), rel_bias, **kwargs)
+    assert checks[2:] == [("cpu", "shifted_window_attention")]
+
+
 def test_fastest_of_two_checked_kernels(stand_in, monkeypatch):
     """Two kernels pass; auto takes the one faster in its check (decided from the records)."""
     record = lambda ms: _verification.Record(True, 0.0, "", 0.0, 1.0, ms, 5.0)  # noqa: E731
