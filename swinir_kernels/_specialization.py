@@ -174,7 +174,6 @@ def small_input(op: str, args: tuple, seed: int = 0) -> tuple:
     and permutations) or a small image (pixel_shuffle); random values (on the CPU, so they are the same
     on every device), deterministic in `seed`."""
     generator = torch.Generator().manual_seed(seed)
-    first = args[0]
     if op == "window_partition":
         x, ws, shift = args
         B, H, W, C = x.shape

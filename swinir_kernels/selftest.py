@@ -84,11 +84,12 @@ def rows(device: str, quick: bool):
                 if interpreted:
                     row.update(timed="not timed (interpreter)")
                 else:
-                    row.update(
-                        forward=(_time(function, op, args, False, torch_device), _time(getattr(reference, op), op, args, False, torch_device)),
-                        backward=(_time(function, op, args, True, torch_device), _time(getattr(reference, op), op, args, True, torch_device)),
-                        timed=f"{size}x{size}",
-                    )
+                    timings = {
+                        direction: tuple(_time(f, op, args, direction == "backward", torch_device)
+                                         for f in (function, getattr(reference, op)))
+                        for direction in ("forward", "backward")
+                    }
+                    row.update(timings, timed=f"{size}x{size}")
                 yield row
 
 
@@ -115,8 +116,10 @@ def main(argv=None) -> int:
         parser.error(f"--device: {options.device} is not available (torch.cuda.is_available() is False)")
     started = time.perf_counter()
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"swinir_kernels selftest on {options.device} ({name}); {_verification.versions(_verification.device_name(device)) if device.type == 'cuda' else 'torch ' + torch.__version__}")
-    print("check: a small input of the SwinIR-M call's specialization, forward + backward, vs the reference (swinir_kernels.tolerances)")
+    versions = _verification.versions(_verification.device_name(device)) if device.type == "cuda" else f"torch {torch.__version__}"
+    print(f"swinir_kernels selftest on {options.device} ({name}); {versions}")
+    print("check: a small input of the SwinIR-M call's specialization, forward + backward, vs the reference "
+          "(swinir_kernels.tolerances)")
     print("times: ms ours / reference (speed-up), best of 3 after a warm-up\n")
     print("| op | backend | dtype | check | max error | forward ms | fwd+bwd ms | timed at | note |")
     print("|---|---|---|---|---|---|---|---|---|")

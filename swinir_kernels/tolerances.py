@@ -46,9 +46,9 @@ def compare(actual, same_dtype_reference, exact_reference, *, exact: bool, fp32_
     Returns (passed, largest absolute error against exact_reference, why it failed or '')."""
     worst = 0.0
     for index, (a, e, x) in enumerate(zip(actual, same_dtype_reference, exact_reference)):
-        worst = max(worst, max_abs_error(a, x))
         if a.shape != e.shape or a.dtype != e.dtype:
-            return False, worst, f"result {index}: {a.dtype} {tuple(a.shape)}, expected {e.dtype} {tuple(e.shape)}"
+            return False, float("inf"), f"result {index}: {a.dtype} {tuple(a.shape)}, expected {e.dtype} {tuple(e.shape)}"
+        worst = max(worst, max_abs_error(a, x))
         if exact:
             if not torch.equal(a, e):
                 return False, worst, f"result {index} is not bit-exact (max error {max_abs_error(a, e):.3g})"

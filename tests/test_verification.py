@@ -352,6 +352,24 @@ def test_check_cost_is_reported_per_specialization(stand_in, monkeypatch):
     assert record.passed and 0 < record.check_ms < 5000
 
 
+def test_tolerances_of_the_check():
+    """One rule for tests and checks: bit-exact permutations, atol/rtol for fp32/fp64 (TF32 wider), and
+    fp16/bf16 at most twice the same-dtype reference's error from fp64 plus a floor."""
+    exact = torch.linspace(-1, 1, 101, dtype=torch.float64)
+    fp32 = exact.float()
+    assert tolerances.compare([fp32], [fp32], [exact], exact=True)[0]
+    assert not tolerances.compare([fp32 + 1e-7], [fp32], [exact], exact=True)[0]
+    assert tolerances.compare([fp32 + 5e-6], [fp32], [exact], exact=False)[0]
+    passed, _, detail = tolerances.compare([fp32 + 1e-3], [fp32], [exact], exact=False)
+    assert not passed and "beyond atol=1e-05" in detail
+    assert tolerances.compare([fp32 + 1e-3], [fp32], [exact], exact=False, fp32_precision="tf32")[0]
+    half = exact.half()
+    assert tolerances.compare([half], [half], [exact], exact=False)[0]
+    passed, error, detail = tolerances.compare([half + 0.01], [half], [exact], exact=False)
+    assert not passed and error > 0.01 and "the torch.float16 reference's" in detail
+    assert not tolerances.compare([fp32[:100]], [fp32], [exact], exact=False)[0]  # wrong shape
+
+
 # --- the small check input runs the call's own specialization
 
 
