@@ -242,7 +242,14 @@ def _time_ms(function, device: torch.device) -> float:
 
 def check(backend: str, op: str, args: tuple, with_backward: bool, implementation, timed: bool = True) -> Record:
     """Runs `implementation` (backend's function of op) against the reference on a small input of the
-    specialization of `args`, and (timed) times both on it."""
+    specialization of `args`, and (timed) times both on it. Autocast is off inside: the caller's
+    autocast would run the reference's products in half precision, and the arguments already have
+    the dtypes that autocast gave them."""
+    with torch.autocast(args[0].device.type, enabled=False):
+        return _check(backend, op, args, with_backward, implementation, timed)
+
+
+def _check(backend, op, args, with_backward, implementation, timed) -> Record:
     started = time.perf_counter()
     device = args[0].device
     inputs = spec.small_input(op, args)

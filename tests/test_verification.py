@@ -120,6 +120,16 @@ def test_wrong_kernel_is_refused_with_one_warning_and_results_stay_correct(stand
     assert explained.startswith("reference: auto: reference, since cpu: failed its check on this device at ")
 
 
+def test_check_inside_autocast_compares_at_the_arguments_dtypes(stand_in):
+    """Under CPU autocast the reference's products would run in bf16: the check turns autocast off."""
+    qkv, rel_bias, kwargs = attention_call()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            sk.shifted_window_attention(qkv, rel_bias, **kwargs)
+    assert sk.backends_used()["shifted_window_attention"].startswith("cpu: auto: cpu")
+
+
 def test_kernel_that_raises_is_refused(stand_in, monkeypatch):
     def broken(function):
         def run(*args):
