@@ -18,6 +18,7 @@ file; a corrupt, foreign or unreadable file is ignored (and rewritten), an unwri
 loses the memory across processes.
 """
 
+import contextlib
 import functools
 import glob
 import hashlib
@@ -249,6 +250,18 @@ def check(backend: str, op: str, args: tuple, with_backward: bool, implementatio
         return _check(backend, op, args, with_backward, implementation, timed)
 
 
+@contextlib.contextmanager
+def _full_precision_matmuls():
+    """The reference's fp32 products in full precision even where the user allows TF32 (which the
+    kernels' own setting, read at their call, may still use: it is part of their specialization)."""
+    allowed = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = allowed
+
+
 def _check(backend, op, args, with_backward, implementation, timed) -> Record:
     started = time.perf_counter()
     device = args[0].device
@@ -263,7 +276,8 @@ def _check(backend, op, args, with_backward, implementation, timed) -> Record:
     except Exception as error:  # a kernel that cannot compile or launch here fails its check
         detail = f"{type(error).__name__}: {error}"
         return Record(False, float("inf"), detail, time.time(), (time.perf_counter() - started) * 1e3, 0.0, 0.0)
-    same_dtype = _run(reference_function, op, inputs, with_backward)
+    with _full_precision_matmuls():
+        same_dtype = _run(reference_function, op, inputs, with_backward)
     # The fp64 reference is the yardstick of fp16/bf16 only (fp32/fp64 are held to the same-dtype one).
     half = args[0].dtype in tolerances.HALF_ERROR_FLOOR
     exact = _run(reference_function, op, _widened(op, inputs), with_backward) if half else same_dtype
