@@ -193,6 +193,8 @@ def _decide(device: str, key: tuple, directions: tuple, runnable: tuple, checkin
         failed = [r for r in records if r is not None and not r.passed]
         if failed:
             why_not.append(f"{backend}: {_verification.describe_record(failed[0])}")
+            if checking and failed[0].cached:  # failed in an earlier process: say so once in this one too
+                _verification.warn(device, backend, dict(key)["op"], key, failed[0])
         elif missing and checking:
             unchecked.append((backend, missing))
         elif missing:

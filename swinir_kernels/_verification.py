@@ -301,17 +301,19 @@ def verify(backend: str, op: str, args: tuple, directions: tuple[str, ...], impl
         _records[(device, backend, direction, key)] = record
         _save(device, backend, direction, key, record)
     if not record.passed:
-        _warn(device, backend, op, key, record)
+        warn(device, backend, op, key, record)
     return record
 
 
-def _warn(device: str, backend: str, op: str, key: tuple, record: Record) -> None:
+def warn(device: str, backend: str, op: str, key: tuple, record: Record) -> None:
+    """The one warning per process about a failed check (stacklevel: the user's call of the op)."""
     if (device, backend, key) in _warned:
         return
     _warned.add((device, backend, key))
     warnings.warn(
         f"swinir_kernels: the {backend} kernel of {op} failed its first-use check on this device ({device}, "
-        f"{fingerprint(device)['device']}) for the specialization [{spec.describe(key)}]: {record.detail}. "
+        f"{fingerprint(device)['device']}) for the specialization [{spec.describe(key)}]"
+        f"{' (checked by an earlier process)' if record.cached else ''}: {record.detail}. "
         f"`auto` will not use it on this device; your results are unaffected (computed by the next backend). "
         f"Versions: {versions(device)}. Please report it at {REPORT_URL} with this message and the output of "
         f"`python -m swinir_kernels.selftest --device {device}`.",

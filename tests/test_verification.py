@@ -118,6 +118,10 @@ def test_wrong_kernel_is_refused_with_one_warning_and_results_stay_correct(stand
         assert needed in message, (needed, message)
     explained = sk.explain_backend("shifted_window_attention", qkv, rel_bias, **kwargs)
     assert explained.startswith("reference: auto: reference, since cpu: failed its check on this device at ")
+    # A later process reads the failure from the cache, does not check again, and warns once too.
+    _verification.clear_memory()
+    with pytest.warns(RuntimeWarning, match="checked by an earlier process"):
+        assert torch.equal(sk.shifted_window_attention(qkv, rel_bias, **kwargs), expected)
 
 
 def test_check_inside_autocast_compares_at_the_arguments_dtypes(stand_in):
