@@ -294,9 +294,6 @@ def test_console_entry_point(checkpoints, tmp_path):
 
 def _png16_with_filters(samples):
     """A 16-bit PNG whose rows cycle through all five filter types (encoded here independently)."""
-    import struct
-    import zlib
-
     height, width, channels = samples.shape
     bpp = 2 * channels
     rows = samples.astype(">u2").reshape(height, -1).view(np.uint8).astype(int)
@@ -313,24 +310,69 @@ def _png16_with_filters(samples):
         else:
             predictor = [np.zeros_like(line), left, above, (left + above) // 2][kind]
         raw += bytes([kind]) + bytes(((line - predictor) % 256).astype(np.uint8))
+    return _png16_file(samples.shape, bytes(raw), interlace=0)
+
+
+def _png16_file(shape, raw: bytes, interlace: int) -> bytes:
+    """A 16-bit PNG of (H, W, C) samples from its filtered scanlines ``raw``."""
+    import struct
+    import zlib
 
     def chunk(tag, data):
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
 
+    height, width, channels = shape
     colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(bytes(raw))) + chunk(b"IEND", b""))
+    header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, interlace)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
+            + chunk(b"IEND", b""))
+
+
+def _adam7_png16(samples):
+    """An interlaced 16-bit PNG: the seven Adam7 sub-images (x0, y0, dx, dy), rows unfiltered."""
+    raw = b""
+    for x0, y0, dx, dy in ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+                           (0, 1, 1, 2)):
+        part = samples[y0::dy, x0::dx]
+        if part.size:
+            raw += b"".join(b"\x00" + row.astype(">u2").tobytes() for row in part)
+    return _png16_file(samples.shape, raw, interlace=1)
 
 
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])
 def test_png16_decoder_handles_every_filter(tmp_path, channels):
     samples = np.random.default_rng(channels).integers(0, 65536, (11, 9, channels)).astype(np.uint16)
-    path = tmp_path / "filtered.png"
-    path.write_bytes(_png16_with_filters(samples))
-    image = imageio.read_image(str(path))
-    stacked = image.pixels if image.alpha is None else np.concatenate([image.pixels, image.alpha[..., None]], -1)
-    np.testing.assert_array_equal(imageio.quantize(stacked, 16), samples)
-    assert image.bit_depth == 16 and (image.alpha is not None) == (channels in (2, 4))
+    for name, encode in (("filtered.png", _png16_with_filters), ("interlaced.png", _adam7_png16)):
+        path = tmp_path / name
+        path.write_bytes(encode(samples))
+        image = imageio.read_image(str(path))
+        stacked = image.pixels if image.alpha is None else np.concatenate([image.pixels, image.alpha[..., None]], -1)
+        np.testing.assert_array_equal(imageio.quantize(stacked, 16), samples)
+        assert image.bit_depth == 16 and (image.alpha is not None) == (channels in (2, 4))
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+@pytest.mark.parametrize("channels,alpha", [(1, False), (1, True), (3, False), (3, True)])
+def test_sixteen_bit_png_and_tiff_round_trip(tmp_path, suffix, channels, alpha):
+    from PIL import Image
+
+    rng = np.random.default_rng(channels)
+    pixels = rng.integers(0, 65536, (7, 10, channels)).astype(np.float32) / 65535
+    transparency = rng.integers(0, 65536, (7, 10)).astype(np.float32) / 65535 if alpha else None
+    path = str(tmp_path / f"deep{suffix}")
+    imageio.write_image(path, pixels, transparency, bit_depth=16)
+    image = imageio.read_image(path)
+    # OpenCV cannot write gray + alpha: the same picture as RGBA with R = G = B
+    expected = np.repeat(pixels, 3, axis=2) if channels == 1 and alpha else pixels
+    assert image.bit_depth == 16 and image.pixels.shape == expected.shape
+    np.testing.assert_array_equal(imageio.quantize(image.pixels, 16), imageio.quantize(expected, 16))
+    if alpha:
+        np.testing.assert_array_equal(imageio.quantize(image.alpha, 16), imageio.quantize(transparency, 16))
+    if suffix == ".png":  # the file itself says 16 bits: the IHDR bit depth byte
+        assert open(path, "rb").read(25)[24] == 16
+    else:
+        with Image.open(path) as written:  # Pillow reads the TIFF tags (it cannot decode 16-bit colour)
+            assert set(np.atleast_1d(written.tag_v2[258])) == {16}
 
 
 @pytest.mark.parametrize("suffix", [".png", ".jpg", ".tif", ".bmp", ".webp"])
