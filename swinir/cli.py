@@ -198,7 +198,22 @@ def _check_restore(args) -> None:
                          f"got {args.tile_margin}")
     if args.tile is not None and args.tile_overlap >= args.tile:
         raise UsageError(f"argument --tile-overlap: must be smaller than --tile {args.tile}, got {args.tile_overlap}")
+    if args.backend is not None:
+        _check_backend(args.backend, args.device)
     _check_output_folder(args.output, "-o/--output")
+
+
+def _check_backend(backend: str, device: str | None) -> None:
+    """A backend asked for by name must run on the device (else every image would fail the same way)."""
+    import swinir_kernels
+    import torch
+
+    probe = torch.zeros(1, 64, 96, device=torch.device(device) if device else _default_device())
+    with swinir_kernels.use_backend(backend):
+        try:
+            swinir_kernels.explain_backend("shifted_window_attention", probe)
+        except RuntimeError as error:
+            raise UsageError(f"argument --backend: {_first_line(error)}") from None
 
 
 def _load_model(args):
@@ -625,8 +640,13 @@ def _check_bench(args) -> None:
 def _bench(args) -> int:
     from . import benchmark
 
-    report = benchmark.run(preset=args.preset, size=args.size, device=args.device, dtype=args.dtype,
-                           repeats=args.repeats, threads=args.threads)
+    try:
+        report = benchmark.run(preset=args.preset, size=args.size, device=args.device, dtype=args.dtype,
+                               repeats=args.repeats, threads=args.threads)
+    except Exception as error:  # noqa: BLE001  (memory is the failure to explain; the rest: one line)
+        if _is_out_of_memory(error):
+            raise CliError(f"out of memory on {args.device or _default_device()}; pass a smaller --size") from None
+        raise
     print(benchmark.format_report(report))
     return 0
 
@@ -747,3 +767,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _report("interrupted")
         return 130
+    except Exception as error:  # a failure nobody foresaw: still one line (SWINIR_TRACEBACK=1 shows it all)
+        if os.environ.get("SWINIR_TRACEBACK") == "1":
+            raise
+        _report(f"{type(error).__name__}: {_first_line(error)} (SWINIR_TRACEBACK=1 shows where)")
+        return 1

@@ -585,3 +585,28 @@ def test_bench_pins_the_thread_count():
     report = benchmark.run(size=(8, 8), repeats=2, threads=1, overrides=dict(embed_dim=12, depths=[1], num_heads=[2]))
     assert report.threads == 1 and torch.get_num_threads() == before
     assert len(report.results[0].latencies_s) == 2
+
+
+def test_backend_that_cannot_run_here_is_a_usage_error(checkpoints, tmp_path, capsys):
+    _random_image(tmp_path / "a.png", 12, 12)
+    if torch.cuda.is_available():
+        pytest.skip("the cuda backend may run here")
+    assert _run(tmp_path / "a.png", "-m", checkpoints["sr_x2"], "-o", tmp_path / "o", "--backend", "cuda") == 2
+    assert "argument --backend: backend 'cuda' cannot run" in _usage_error(capsys, "restore")
+
+
+def test_unforeseen_failures_are_one_line(monkeypatch, capsys):
+    def fail(**kwargs):
+        raise RuntimeError("something nobody foresaw\nwith a second line")
+
+    monkeypatch.setattr(benchmark, "run", fail)
+    assert main(["bench"]) == 1
+    assert "RuntimeError: something nobody foresaw (SWINIR_TRACEBACK=1" in _single_error_line(capsys)
+
+    def exhausted(**kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(benchmark, "run", exhausted)
+    assert main(["bench"]) == 1
+    line = _single_error_line(capsys)
+    assert "out of memory" in line and "pass a smaller --size" in line
