@@ -334,8 +334,8 @@ def _restore(args) -> int:
     from . import imageio
 
     pairs, failures = _collect_inputs(args.inputs, args.recursive, args.output)
-    if not pairs:
-        raise CliError("no input images")
+    if not pairs:  # every input was reported
+        return 1
     jobs, refused = _plan_outputs(pairs, args.output, RESTORED_SUFFIX + ".png", args)
     failures += refused
     if not jobs:
