@@ -205,8 +205,9 @@ def _check_restore(args) -> None:
 
 def _check_backend(backend: str, device: str | None) -> None:
     """A backend asked for by name must run on the device (else every image would fail the same way)."""
-    import swinir_kernels
     import torch
+
+    import swinir_kernels
 
     probe = torch.zeros(1, 64, 96, device=torch.device(device) if device else _default_device())
     with swinir_kernels.use_backend(backend):

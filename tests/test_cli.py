@@ -555,7 +555,6 @@ def test_img_range_assumption_is_said_and_can_be_overridden(checkpoints, tmp_pat
 
 def test_backends_list_matches_the_package():
     import swinir_kernels
-
     from swinir import cli
 
     assert sorted(cli.BACKENDS) == sorted(swinir_kernels.BACKENDS)
