@@ -36,7 +36,6 @@ from . import _specialization as spec
 from . import reference, tolerances
 
 CACHE_ENV = "SWINIR_KERNELS_CACHE"
-REPORT_URL = "https://github.com/swinir-kernels/swinir-kernels/issues"
 DIRECTIONS = ("forward", "backward")
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 # Files whose change changes what a kernel computes: the Triton kernels, the autograd composition and
@@ -315,7 +314,7 @@ def warn(device: str, backend: str, op: str, key: tuple, record: Record) -> None
         f"{fingerprint(device)['device']}) for the specialization [{spec.describe(key)}]"
         f"{' (checked by an earlier process)' if record.cached else ''}: {record.detail}. "
         f"`auto` will not use it on this device; your results are unaffected (computed by the next backend). "
-        f"Versions: {versions(device)}. Please report it at {REPORT_URL} with this message and the output of "
+        f"Versions: {versions(device)}. Please report it on the swinir-kernels issue tracker with this message and the output of "
         f"`python -m swinir_kernels.selftest --device {device}`.",
         RuntimeWarning,
         stacklevel=4,
