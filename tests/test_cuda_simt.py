@@ -165,3 +165,196 @@ def test_float_to_tf32_rounds_to_nearest_ties_away():
     bits = np.array([0x3F801000, 0xBF801000, 0x3F800FFF, 0x3F803000], dtype=np.uint32)
     rounded = tf32_round(torch.from_numpy(bits.view(np.float32)))
     assert rounded.numpy().view(np.uint32).tolist() == [0x3F802000, 0xBF802000, 0x3F800000, 0x3F804000]
+
+
+# ---- window_partition / window_reverse ------------------------------------------------------------
+
+from tests.test_window_partition import DTYPES as PARTITION_DTYPES  # noqa: E402
+from tests.test_window_partition import SHAPES as PARTITION_SHAPES  # noqa: E402
+from tests.test_window_partition import distinct, shifts  # noqa: E402
+
+from swinir_kernels import reference  # noqa: E402
+
+
+def permute_on_harness(executable, directory, x, to_windows, ws, shift, H, W, src_offset, dst_offset, order, seed):
+    B = x.shape[0] if to_windows else x.shape[0] // ((H // ws) * (W // ws))
+    keys = dict(to_windows=int(to_windows), batch=B, height=H, width=W, channels=x.shape[-1],
+                element_size=x.element_size(), window_size=ws, shift=shift, src_offset=src_offset,
+                dst_offset=dst_offset)
+    run_harness(executable, "window_permute", directory, keys, {"src": raw_bytes(x)}, order, seed)
+    shape = (B * (H // ws) * (W // ws), ws * ws, x.shape[-1]) if to_windows else (B, H, W, x.shape[-1])
+    return read_output(directory, "dst", x.dtype, shape)
+
+
+@pytest.mark.parametrize("dtype", PARTITION_DTYPES, ids=str)
+@pytest.mark.parametrize("B,H,W,C,ws", PARTITION_SHAPES)
+def test_window_partition_and_reverse(harness, tmp_path, dtype, B, H, W, C, ws):
+    """Bit-exact against the reference for shifts 0, ws//2, -ws//2; the source, then the destination
+    one element past a 16-byte boundary (the kernel then moves smaller chunks)."""
+    x = distinct((B, H, W, C), dtype)
+    element = x.element_size()
+    for index, shift in enumerate(shifts(ws)):
+        src_offset, dst_offset = [(0, 0), (element, 0), (0, element)][index]
+        order, seed = next_schedule()
+        where = f"shift={shift} offsets={src_offset},{dst_offset} order={order} seed={seed}"
+        expected = reference.window_partition(x, ws, shift)
+        windows = permute_on_harness(harness, tmp_path / f"p{index}", x, True, ws, shift, H, W, src_offset,
+                                     dst_offset, order, seed)
+        assert torch.equal(windows, expected), f"partition, {where}"
+        image = permute_on_harness(harness, tmp_path / f"r{index}", expected, False, ws, shift, H, W, src_offset,
+                                   dst_offset, order, seed)
+        assert torch.equal(image, x), f"reverse, {where}"
+
+
+# ---- pixel shuffle ------------------------------------------------------------------------------------
+
+from tests.test_pixel_shuffle import FORMATS as SHUFFLE_FORMATS  # noqa: E402
+from tests.test_pixel_shuffle import SHAPES as SHUFFLE_SHAPES  # noqa: E402
+from tests.test_pixel_shuffle import assert_within_one_rounding, eager_epilogue  # noqa: E402
+
+import torch.nn.functional as F  # noqa: E402
+
+
+def shuffle_memory_format(t: torch.Tensor):
+    """csrc/pixel_shuffle_args.h's rule: channels_last only when not also NCHW-contiguous."""
+    return torch.channels_last if t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous() \
+        else torch.contiguous_format
+
+
+def shuffle_on_harness(executable, directory, src, to_shuffled, r, out_h, out_w, H, W, scale, bias, order, seed,
+                       src_offset=0):
+    fmt = shuffle_memory_format(src)
+    B = src.shape[0]
+    C = src.shape[1] // (r * r) if to_shuffled else src.shape[1]
+    keys = dict(to_shuffled=int(to_shuffled), dtype=str(src.dtype).removeprefix("torch."), batch=B, channels=C,
+                height=H, width=W, upscale_factor=r, out_h=out_h, out_w=out_w,
+                channels_last=int(fmt == torch.channels_last), src_offset=src_offset,
+                scale_values=0 if scale is None else scale.numel(), bias_values=0 if bias is None else bias.numel())
+    # The buffer in the format's memory order: NCHW, or NHWC for channels_last.
+    storage_order = src.permute(0, 2, 3, 1) if fmt == torch.channels_last else src
+    inputs = {"src": raw_bytes(storage_order)}
+    for name, t in (("scale", scale), ("bias", bias)):
+        if t is not None:
+            inputs[name] = t.detach().double().reshape(-1).numpy()
+    run_harness(executable, "pixel_shuffle", directory, keys, inputs, order, seed)
+    shape = (B, C, out_h, out_w) if to_shuffled else (B, C * r * r, H, W)
+    if fmt == torch.channels_last:
+        n, c, h, w = shape
+        return read_output(directory, "dst", src.dtype, (n, h, w, c)).permute(0, 3, 1, 2)
+    return read_output(directory, "dst", src.dtype, shape)
+
+
+@pytest.mark.parametrize("dtype", PARTITION_DTYPES, ids=str)
+@pytest.mark.parametrize("memory_format", SHUFFLE_FORMATS, ids=["nchw", "channels_last"])
+@pytest.mark.parametrize("B,CRR,H,W,r", SHUFFLE_SHAPES)
+def test_pixel_shuffle_plain_epilogue_and_backward(harness, tmp_path, dtype, memory_format, B, CRR, H, W, r):
+    """The plain shuffle bit-exact (F.pixel_shuffle); scale + bias + crop within one rounding of the eager
+    ops; the backward (scale, crop) against autograd of the reference."""
+    C = CRR // (r * r)
+    x = distinct((B, CRR, H, W), dtype).contiguous(memory_format=memory_format)
+    order, seed = next_schedule()
+    plain = shuffle_on_harness(harness, tmp_path / "plain", x, True, r, H * r, W * r, H, W, None, None, order, seed,
+                               src_offset=x.element_size())
+    assert torch.equal(plain, F.pixel_shuffle(x, r)), f"plain shuffle, order={order} seed={seed}"
+
+    x = torch.randn(B, CRR, H, W).to(dtype).contiguous(memory_format=memory_format)
+    scale, bias = torch.rand(C) + 0.5, torch.randn(C)
+    out_h, out_w = H * r - 1, W * r - 2
+    order, seed = next_schedule()
+    out = shuffle_on_harness(harness, tmp_path / "epilogue", x, True, r, out_h, out_w, H, W, scale, bias, order, seed)
+    assert_within_one_rounding(out, eager_epilogue(x, r, scale, bias, out_h, out_w), dtype)
+
+    grad = torch.randn(B, C, out_h, out_w).to(dtype).contiguous(memory_format=memory_format)
+    scalar_scale = torch.tensor([1.25])  # one value for all channels, expanded as the binding does
+    order, seed = next_schedule()
+    grad_x = shuffle_on_harness(harness, tmp_path / "backward", grad, False, r, out_h, out_w, H, W, scalar_scale, None,
+                                order, seed)
+    leaf = x.detach().double().requires_grad_()
+    expected = torch.autograd.grad(reference.pixel_shuffle(leaf, r, scalar_scale.double(), None, out_h, out_w), leaf,
+                                   grad.double())[0]
+    assert_within_one_rounding(grad_x, expected, dtype)
+
+
+# ---- window attention: forward, backward, bias-gradient reduction ---------------------------------
+
+from tests.test_window_attention import CASES as ATTENTION_CASES  # noqa: E402
+from tests.test_window_attention import OPS as ATTENTION_OPS  # noqa: E402
+from tests.test_window_attention import TOLERANCES as ATTENTION_TOLERANCES  # noqa: E402
+from tests.test_window_attention import WIDE_CASES, forward_backward, make_inputs, max_error  # noqa: E402
+
+# The shared table, plus the wider shapes the CUDA kernel takes (N <= 64): head_dim 64 and 1, and 18
+# windows (two backward window groups of kAttentionWindowsPerGroup = 16).
+CUDA_MAX_TOKENS = 64
+SIMT_ATTENTION_CASES = ATTENTION_CASES + [case for case in WIDE_CASES if case[3] ** 2 <= CUDA_MAX_TOKENS]
+ATTENTION_DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
+
+
+def attention_on_harness(executable, directory, op, qkv, rel_bias, mask, grad_out, kwargs, order, seed,
+                         qkv_offset=0):
+    """(out, grad_qkv, grad_rel_bias) from the CUDA kernels; grad_rel_bias converted to rel_bias's dtype as
+    the binding does."""
+    num_heads = kwargs["num_heads"]
+    C = qkv.shape[-1] // 3
+    keys = dict(dtype=str(qkv.dtype).removeprefix("torch."), channels=C, num_heads=num_heads,
+                scale=repr((C // num_heads) ** -0.5), qkv_offset=qkv_offset)
+    if op == "shifted_window_attention":
+        B, H, W, _ = qkv.shape
+        keys.update(layout="image", batch=B, height=H, width=W, window_size=kwargs["window_size"], shift=kwargs["shift"])
+        N = kwargs["window_size"] ** 2
+    else:
+        keys.update(layout="window", num_windows=qkv.shape[0], tokens=qkv.shape[1],
+                    mask_windows=0 if mask is None else mask.shape[0])
+        N = qkv.shape[1]
+    inputs = {"qkv": raw_bytes(qkv), "grad_out": raw_bytes(grad_out), "rel_bias": rel_bias.double().numpy()}
+    if mask is not None:
+        inputs["mask"] = mask.double().numpy()
+    run_harness(executable, "attention", directory, keys, inputs, order, seed)
+    compute = torch.float64 if qkv.dtype == torch.float64 else torch.float32
+    out = read_output(directory, "out", qkv.dtype, (*qkv.shape[:-1], C))
+    grad_qkv = read_output(directory, "grad_qkv", qkv.dtype, qkv.shape)
+    grad_bias = read_output(directory, "grad_bias", compute, (num_heads, N, N)).to(rel_bias.dtype)
+    return out, grad_qkv, grad_bias
+
+
+def check_attention(actual, case_inputs, op, dtype, where):
+    qkv, rel_bias, mask, grad_out, kwargs = case_inputs
+    names = ("out", "grad_qkv", "grad_rel_bias")
+    if dtype in ATTENTION_TOLERANCES:
+        expected = forward_backward("reference", op, qkv, rel_bias, mask, grad_out, kwargs)
+        for name, a, e in zip(names, actual, expected):
+            torch.testing.assert_close(a, e, **ATTENTION_TOLERANCES[dtype], msg=lambda m, name=name: f"{name}, {where}: {m}")
+        return
+    # fp16 / bf16: test_window_attention's criterion: error vs an fp64 reference on the same rounded inputs
+    # at most twice the error of the reference computed in that dtype, plus a small floor.
+    wide = lambda t: None if t is None else t.double()  # noqa: E731
+    exact = forward_backward("reference", op, wide(qkv), wide(rel_bias), wide(mask), wide(grad_out), kwargs)
+    same_dtype = forward_backward("reference", op, qkv, rel_bias, mask, grad_out, kwargs)
+    floor = 1e-3 if dtype == torch.float16 else 1e-2
+    for index, name in enumerate(names):
+        error = max_error([actual[index]], [exact[index]])
+        reference_error = max_error([same_dtype[index]], [exact[index]])
+        assert error <= 2 * reference_error + floor, f"{name}, {where}: error {error} vs reference's {reference_error}"
+
+
+@pytest.mark.parametrize("dtype", ATTENTION_DTYPES, ids=str)
+@pytest.mark.parametrize("op", ATTENTION_OPS)
+@pytest.mark.parametrize(
+    "case", SIMT_ATTENTION_CASES,
+    ids=[f"B{b}-grid{r}x{c}-ws{ws}-shift{s}-hd{C // nh}" for b, r, c, ws, s, C, nh in SIMT_ATTENTION_CASES],
+)
+def test_window_attention_forward_and_backward(harness, tmp_path, case, op, dtype):
+    """Forward, backward and the bias-gradient reduction against the reference, each under two thread
+    orders that must also agree bit for bit (the kernels are deterministic, so any difference is a race).
+    qkv starts one element past a 16-byte boundary."""
+    case_inputs = make_inputs(case, dtype, "cpu", op)
+    runs = []
+    for attempt in range(2):
+        order, seed = next_schedule()
+        where = f"order={order} seed={seed}"
+        actual = attention_on_harness(harness, tmp_path / f"run{attempt}", op, *case_inputs, order, seed,
+                                      qkv_offset=case_inputs[0].element_size())
+        check_attention(actual, case_inputs, op, dtype, where)
+        runs.append((actual, where))
+    (first, first_where), (second, second_where) = runs
+    for name, a, b in zip(("out", "grad_qkv", "grad_rel_bias"), first, second):
+        assert torch.equal(a, b), f"{name} differs between schedules {first_where} and {second_where}"
