@@ -15,9 +15,11 @@ Without g++ the tests are skipped, unless SWINIR_SIMT_REQUIRED=1 (CI) makes that
 
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +41,15 @@ def harness(request) -> Path:
         if os.environ.get("SWINIR_SIMT_REQUIRED") == "1":
             pytest.fail(f"SWINIR_SIMT_REQUIRED=1 but the SIMT harness cannot be built: {missing}")
         pytest.skip(f"SIMT harness not built: {missing}")
-    return simt_build.build(request.config.cache.mkdir("simt-build"))
+    return simt_build.build(build_cache(request))
+
+
+def build_cache(request) -> Path:
+    """The pytest cache's simt-build folder, or one under the temp dir when the cache plugin is off."""
+    cache = getattr(request.config, "cache", None)
+    if cache is not None:
+        return cache.mkdir("simt-build")
+    return Path(tempfile.gettempdir()) / f"swinir-simt-build-{os.getuid()}"
 
 
 def next_schedule(seed_base: int = 0) -> tuple[str, int]:
@@ -64,6 +74,13 @@ def run_harness(executable: Path, command: str, directory: Path, keys: dict, inp
             f"SIMT_ORDER={order} SIMT_SEED={seed} {executable} {command} {directory}\n{result.stderr[-6000:]}"
         )
     return result
+
+
+def run_harness_all(executable: Path, command: str, jobs: list[tuple[Path, dict, dict, str, int]]) -> None:
+    """run_harness for each (directory, keys, inputs, order, seed), as many at a time as there are cores."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        for future in [pool.submit(run_harness, executable, command, *job) for job in jobs]:
+            future.result()
 
 
 def read_output(directory: Path, name: str, dtype, shape) -> torch.Tensor:
@@ -176,14 +193,14 @@ from tests.test_window_partition import distinct, shifts  # noqa: E402
 from swinir_kernels import reference  # noqa: E402
 
 
-def permute_on_harness(executable, directory, x, to_windows, ws, shift, H, W, src_offset, dst_offset, order, seed):
+def permute_job(directory, x, to_windows, ws, shift, H, W, src_offset, dst_offset, order, seed):
+    """A window_permute run of x (image when to_windows, else windows) and the shape of its output."""
     B = x.shape[0] if to_windows else x.shape[0] // ((H // ws) * (W // ws))
     keys = dict(to_windows=int(to_windows), batch=B, height=H, width=W, channels=x.shape[-1],
                 element_size=x.element_size(), window_size=ws, shift=shift, src_offset=src_offset,
                 dst_offset=dst_offset)
-    run_harness(executable, "window_permute", directory, keys, {"src": raw_bytes(x)}, order, seed)
     shape = (B * (H // ws) * (W // ws), ws * ws, x.shape[-1]) if to_windows else (B, H, W, x.shape[-1])
-    return read_output(directory, "dst", x.dtype, shape)
+    return (directory, keys, {"src": raw_bytes(x)}, order, seed), shape
 
 
 @pytest.mark.parametrize("dtype", PARTITION_DTYPES, ids=str)
@@ -193,17 +210,20 @@ def test_window_partition_and_reverse(harness, tmp_path, dtype, B, H, W, C, ws):
     one element past a 16-byte boundary (the kernel then moves smaller chunks)."""
     x = distinct((B, H, W, C), dtype)
     element = x.element_size()
+    jobs, checks = [], []
     for index, shift in enumerate(shifts(ws)):
         src_offset, dst_offset = [(0, 0), (element, 0), (0, element)][index]
         order, seed = next_schedule()
         where = f"shift={shift} offsets={src_offset},{dst_offset} order={order} seed={seed}"
-        expected = reference.window_partition(x, ws, shift)
-        windows = permute_on_harness(harness, tmp_path / f"p{index}", x, True, ws, shift, H, W, src_offset,
-                                     dst_offset, order, seed)
-        assert torch.equal(windows, expected), f"partition, {where}"
-        image = permute_on_harness(harness, tmp_path / f"r{index}", expected, False, ws, shift, H, W, src_offset,
-                                   dst_offset, order, seed)
-        assert torch.equal(image, x), f"reverse, {where}"
+        windows = reference.window_partition(x, ws, shift)
+        for direction, source, expected in (("partition", x, windows), ("reverse", windows, x)):
+            job, shape = permute_job(tmp_path / f"{direction}{index}", source, direction == "partition", ws, shift,
+                                     H, W, src_offset, dst_offset, order, seed)
+            jobs.append(job)
+            checks.append((job[0], shape, expected, f"{direction}, {where}"))
+    run_harness_all(harness, "window_permute", jobs)
+    for directory, shape, expected, where in checks:
+        assert torch.equal(read_output(directory, "dst", dtype, shape), expected), where
 
 
 # ---- pixel shuffle ------------------------------------------------------------------------------------
@@ -221,8 +241,9 @@ def shuffle_memory_format(t: torch.Tensor):
         else torch.contiguous_format
 
 
-def shuffle_on_harness(executable, directory, src, to_shuffled, r, out_h, out_w, H, W, scale, bias, order, seed,
-                       src_offset=0):
+def shuffle_job(directory, src, to_shuffled, r, out_h, out_w, H, W, scale, bias, order, seed, src_offset=0):
+    """A pixel_shuffle run and a function reading its output as a (B, C, out_h, out_w) or (B, C*r*r, H, W)
+    tensor in src's memory format."""
     fmt = shuffle_memory_format(src)
     B = src.shape[0]
     C = src.shape[1] // (r * r) if to_shuffled else src.shape[1]
@@ -236,43 +257,45 @@ def shuffle_on_harness(executable, directory, src, to_shuffled, r, out_h, out_w,
     for name, t in (("scale", scale), ("bias", bias)):
         if t is not None:
             inputs[name] = t.detach().double().reshape(-1).numpy()
-    run_harness(executable, "pixel_shuffle", directory, keys, inputs, order, seed)
     shape = (B, C, out_h, out_w) if to_shuffled else (B, C * r * r, H, W)
-    if fmt == torch.channels_last:
-        n, c, h, w = shape
-        return read_output(directory, "dst", src.dtype, (n, h, w, c)).permute(0, 3, 1, 2)
-    return read_output(directory, "dst", src.dtype, shape)
+
+    def output():
+        if fmt == torch.channels_last:
+            n, c, h, w = shape
+            return read_output(directory, "dst", src.dtype, (n, h, w, c)).permute(0, 3, 1, 2)
+        return read_output(directory, "dst", src.dtype, shape)
+
+    return (directory, keys, inputs, order, seed), output
 
 
 @pytest.mark.parametrize("dtype", PARTITION_DTYPES, ids=str)
 @pytest.mark.parametrize("memory_format", SHUFFLE_FORMATS, ids=["nchw", "channels_last"])
 @pytest.mark.parametrize("B,CRR,H,W,r", SHUFFLE_SHAPES)
 def test_pixel_shuffle_plain_epilogue_and_backward(harness, tmp_path, dtype, memory_format, B, CRR, H, W, r):
-    """The plain shuffle bit-exact (F.pixel_shuffle); scale + bias + crop within one rounding of the eager
-    ops; the backward (scale, crop) against autograd of the reference."""
+    """The plain shuffle bit-exact (F.pixel_shuffle; the input one element past a 16-byte boundary);
+    scale + bias + crop within one rounding of the eager ops; the backward (one scale for all channels,
+    crop) within one rounding of autograd of the reference."""
     C = CRR // (r * r)
-    x = distinct((B, CRR, H, W), dtype).contiguous(memory_format=memory_format)
-    order, seed = next_schedule()
-    plain = shuffle_on_harness(harness, tmp_path / "plain", x, True, r, H * r, W * r, H, W, None, None, order, seed,
-                               src_offset=x.element_size())
-    assert torch.equal(plain, F.pixel_shuffle(x, r)), f"plain shuffle, order={order} seed={seed}"
-
+    x_plain = distinct((B, CRR, H, W), dtype).contiguous(memory_format=memory_format)
     x = torch.randn(B, CRR, H, W).to(dtype).contiguous(memory_format=memory_format)
     scale, bias = torch.rand(C) + 0.5, torch.randn(C)
     out_h, out_w = H * r - 1, W * r - 2
-    order, seed = next_schedule()
-    out = shuffle_on_harness(harness, tmp_path / "epilogue", x, True, r, out_h, out_w, H, W, scale, bias, order, seed)
-    assert_within_one_rounding(out, eager_epilogue(x, r, scale, bias, out_h, out_w), dtype)
-
     grad = torch.randn(B, C, out_h, out_w).to(dtype).contiguous(memory_format=memory_format)
     scalar_scale = torch.tensor([1.25])  # one value for all channels, expanded as the binding does
-    order, seed = next_schedule()
-    grad_x = shuffle_on_harness(harness, tmp_path / "backward", grad, False, r, out_h, out_w, H, W, scalar_scale, None,
-                                order, seed)
+    schedules = [next_schedule() for _ in range(3)]
+    plain, plain_output = shuffle_job(tmp_path / "plain", x_plain, True, r, H * r, W * r, H, W, None, None,
+                                      *schedules[0], src_offset=x_plain.element_size())
+    epilogue, epilogue_output = shuffle_job(tmp_path / "epilogue", x, True, r, out_h, out_w, H, W, scale, bias,
+                                            *schedules[1])
+    backward, backward_output = shuffle_job(tmp_path / "backward", grad, False, r, out_h, out_w, H, W, scalar_scale,
+                                            None, *schedules[2])
+    run_harness_all(harness, "pixel_shuffle", [plain, epilogue, backward])
+    assert torch.equal(plain_output(), F.pixel_shuffle(x_plain, r)), f"plain shuffle, schedule {schedules[0]}"
+    assert_within_one_rounding(epilogue_output(), eager_epilogue(x, r, scale, bias, out_h, out_w), dtype)
     leaf = x.detach().double().requires_grad_()
     expected = torch.autograd.grad(reference.pixel_shuffle(leaf, r, scalar_scale.double(), None, out_h, out_w), leaf,
                                    grad.double())[0]
-    assert_within_one_rounding(grad_x, expected, dtype)
+    assert_within_one_rounding(backward_output(), expected, dtype)
 
 
 # ---- window attention: forward, backward, bias-gradient reduction ---------------------------------
@@ -289,10 +312,9 @@ SIMT_ATTENTION_CASES = ATTENTION_CASES + [case for case in WIDE_CASES if case[3]
 ATTENTION_DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 
 
-def attention_on_harness(executable, directory, op, qkv, rel_bias, mask, grad_out, kwargs, order, seed,
-                         qkv_offset=0):
-    """(out, grad_qkv, grad_rel_bias) from the CUDA kernels; grad_rel_bias converted to rel_bias's dtype as
-    the binding does."""
+def attention_job(directory, op, qkv, rel_bias, mask, grad_out, kwargs, order, seed, qkv_offset=0):
+    """An attention run (forward and backward) and a function reading (out, grad_qkv, grad_rel_bias), the
+    last converted to rel_bias's dtype as the binding does."""
     num_heads = kwargs["num_heads"]
     C = qkv.shape[-1] // 3
     keys = dict(dtype=str(qkv.dtype).removeprefix("torch."), channels=C, num_heads=num_heads,
@@ -308,12 +330,15 @@ def attention_on_harness(executable, directory, op, qkv, rel_bias, mask, grad_ou
     inputs = {"qkv": raw_bytes(qkv), "grad_out": raw_bytes(grad_out), "rel_bias": rel_bias.double().numpy()}
     if mask is not None:
         inputs["mask"] = mask.double().numpy()
-    run_harness(executable, "attention", directory, keys, inputs, order, seed)
     compute = torch.float64 if qkv.dtype == torch.float64 else torch.float32
-    out = read_output(directory, "out", qkv.dtype, (*qkv.shape[:-1], C))
-    grad_qkv = read_output(directory, "grad_qkv", qkv.dtype, qkv.shape)
-    grad_bias = read_output(directory, "grad_bias", compute, (num_heads, N, N)).to(rel_bias.dtype)
-    return out, grad_qkv, grad_bias
+
+    def outputs():
+        out = read_output(directory, "out", qkv.dtype, (*qkv.shape[:-1], C))
+        grad_qkv = read_output(directory, "grad_qkv", qkv.dtype, qkv.shape)
+        grad_bias = read_output(directory, "grad_bias", compute, (num_heads, N, N)).to(rel_bias.dtype)
+        return out, grad_qkv, grad_bias
+
+    return (directory, keys, inputs, order, seed), outputs
 
 
 def check_attention(actual, case_inputs, op, dtype, where):
@@ -347,14 +372,169 @@ def test_window_attention_forward_and_backward(harness, tmp_path, case, op, dtyp
     orders that must also agree bit for bit (the kernels are deterministic, so any difference is a race).
     qkv starts one element past a 16-byte boundary."""
     case_inputs = make_inputs(case, dtype, "cpu", op)
-    runs = []
+    jobs, runs = [], []
     for attempt in range(2):
         order, seed = next_schedule()
-        where = f"order={order} seed={seed}"
-        actual = attention_on_harness(harness, tmp_path / f"run{attempt}", op, *case_inputs, order, seed,
-                                      qkv_offset=case_inputs[0].element_size())
+        job, outputs = attention_job(tmp_path / f"run{attempt}", op, *case_inputs, order, seed,
+                                     qkv_offset=case_inputs[0].element_size())
+        jobs.append(job)
+        runs.append((outputs, f"order={order} seed={seed}"))
+    run_harness_all(harness, "attention", jobs)
+    runs = [(outputs(), where) for outputs, where in runs]
+    for actual, where in runs:
         check_attention(actual, case_inputs, op, dtype, where)
-        runs.append((actual, where))
     (first, first_where), (second, second_where) = runs
     for name, a, b in zip(("out", "grad_qkv", "grad_rel_bias"), first, second):
         assert torch.equal(a, b), f"{name} differs between schedules {first_where} and {second_where}"
+
+
+# ---- the harness itself ---------------------------------------------------------------------------
+
+
+def harness_check(executable, directory, check, blocks, threads, out_count, order="forward", seed=0,
+                  expect_error=False):
+    keys = dict(check=check, blocks=blocks, threads=threads, out_count=out_count)
+    result = run_harness(executable, "harness_check", directory, keys, {}, order, seed, expect_error=expect_error)
+    if expect_error:
+        return result
+    return np.fromfile(directory / "out.bin", dtype=np.int32)
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_warp_shuffles_and_votes(harness, tmp_path, order):
+    out = harness_check(harness, tmp_path, "warp_functions", 1, 64, 640, order, seed=3).reshape(64, 10)
+    for t in range(64):
+        warp, lane = divmod(t, 32)
+        value = 100 * warp + lane
+        expected = [
+            100 * warp + 3,
+            100 * warp + (lane ^ 1),
+            value if lane < 2 else value - 2,
+            value + 5 if lane + 5 < 32 else value,
+            100 * warp + (lane & ~7) + 1,
+            np.uint32(0xAAAAAAAA).view(np.int32),
+            1,
+            1,
+            100 * warp + 31,
+            3200 * warp + 496,
+        ]
+        assert out[t].tolist() == expected, f"thread {t}"
+
+
+def test_atomics_and_static_shared_memory(harness, tmp_path):
+    out = harness_check(harness, tmp_path, "atomics_and_static_shared", 3, 64, 4, "shuffled", seed=5)
+    # Three blocks of 0 + 1 + ... + 63; the thread count 192 added to the output's initial -1 (0xff bytes).
+    assert out.tolist() == [2016, 2016, 2016, 192 - 1]
+
+
+def test_thread_order_exposes_a_shared_memory_race(harness, tmp_path):
+    """Without its barrier, a neighbour exchange through shared memory reads unwritten values in one
+    order and not in another; with it, every order gives the same, right result."""
+    results = {}
+    for check in ("exchange_with_barrier", "exchange_without_barrier"):
+        for order in ORDERS:
+            results[check, order] = harness_check(harness, tmp_path / f"{check}-{order}", check, 1, 64, 64, order,
+                                                  seed=11).tolist()
+    right = [(t + 1) % 64 for t in range(64)]
+    assert all(results["exchange_with_barrier", order] == right for order in ORDERS)
+    racy = [results["exchange_without_barrier", order] for order in ORDERS]
+    assert all(r != right for r in racy) and racy[0] != racy[1], "the race must show, differently per order"
+
+
+@pytest.mark.parametrize(
+    "check, threads, message",
+    [
+        ("early_return_before_barrier", 32, "returned from the kernel while the others wait in __syncthreads"),
+        ("barriers_at_two_sites", 32, "wait in different __syncthreads"),
+        ("mismatched_masks", 32, "mismatched warp collectives"),
+        ("shuffle_with_returned_lanes", 32, r"returned from the kernel while lane \d+ waits for it in __shfl_xor_sync"),
+        ("wmma_on_half_a_warp", 32, r"returned from the kernel while lane \d+ waits for it in load_matrix_sync"),
+        ("read_past_dynamic_shared", 32, "AddressSanitizer: use-after-poison"),
+        ("too_much_dynamic_shared", 32, r"launch error: .* \(invalid argument\)"),
+    ],
+)
+@pytest.mark.parametrize("order", ["forward", "shuffled"])
+def test_misuse_is_reported_not_hung(harness, tmp_path, check, threads, message, order):
+    """What would hang or be undefined on a GPU stops the run with an error naming it (and the schedule)."""
+    import re
+
+    result = harness_check(harness, tmp_path, check, 1, threads, 64, order, seed=7, expect_error=True)
+    assert result.returncode != 0
+    assert re.search(message, result.stderr), result.stderr[-3000:]
+    if result.returncode == SIMT_ERROR_EXIT:
+        assert f"order={order} seed=7" in result.stderr
+
+
+def test_half_and_bfloat16_conversions_are_bit_exact(harness, tmp_path):
+    """float -> __half / __nv_bfloat16 (round to nearest even, subnormals, overflow; NaN -> 0x7fff as
+    cvt.rn gives) and back, against torch's conversions, on random bit patterns of every exponent and
+    the rounding boundaries."""
+    rng = np.random.default_rng(0)
+    boundaries = np.array([65504.0, 65519.99, 65520.0, 2.0**-24, 2.0**-25, 2.0**-25 * 1.0000001, 1.5 * 2.0**-24,
+                           2.0**-14, 2.0**-14 * (1 - 2.0**-11), 1 + 2.0**-11, 1 + 3 * 2.0**-11, 1 + 2.0**-8,
+                           -0.0, np.inf, -np.inf, 3.3895314e38, 3.4028235e38], dtype=np.float32)
+    values = np.concatenate([rng.integers(0, 2**32, 200_000, dtype=np.uint64).astype(np.uint32).view(np.float32),
+                             boundaries, -boundaries])
+    run_harness(harness, "conversions", tmp_path, dict(count=values.size), {"values": values}, "forward", 0)
+    tensor = torch.from_numpy(values)
+    for name, dtype in (("half", torch.float16), ("bfloat16", torch.bfloat16)):
+        ours = np.fromfile(tmp_path / f"{name}.bin", dtype=np.uint16)
+        theirs = tensor.to(dtype).view(torch.int16).numpy().view(np.uint16)
+        nan = np.isnan(values)
+        assert (ours[nan] == 0x7FFF).all(), name
+        mismatch = np.flatnonzero(ours[~nan] != theirs[~nan])
+        assert mismatch.size == 0, f"{name}: {values[~nan][mismatch[:5]]} -> {ours[~nan][mismatch[:5]]} vs " \
+                                   f"{theirs[~nan][mismatch[:5]]}"
+        back = np.fromfile(tmp_path / f"{name}_to_float.bin", dtype=np.float32)
+        patterns = torch.arange(65536, dtype=torch.int32).to(torch.int16).view(dtype).float().numpy()
+        assert np.array_equal(back, patterns, equal_nan=True), name
+
+
+# ---- planted bugs: the suite must fail on them ---------------------------------------------------
+
+ATTENTION_KERNEL = "csrc/cuda/window_attention_kernel.cu"
+PARTITION_KERNEL = "csrc/cuda/window_partition_kernel.cu"
+# name -> (file, text, replacement, the test that must fail, its arguments after (harness, tmp_path))
+PLANTED_BUGS = {
+    "removed-syncthreads": (
+        ATTENTION_KERNEL,
+        "    load_head_tile(s.v, qkv, s, 3 * channels, 2 * channels + h * hd, n, hd);\n    __syncthreads();\n",
+        "    load_head_tile(s.v, qkv, s, 3 * channels, 2 * channels + h * hd, n, hd);\n",
+        "attention", (ATTENTION_CASES[1], "shifted_window_attention", torch.float32),
+    ),
+    "off-by-one-loop-bound": (
+        PARTITION_KERNEL,
+        "e < total_chunks;",
+        "e <= total_chunks;",
+        "partition", (torch.float32, *PARTITION_SHAPES[0]),
+    ),
+    "mask-value-minus-10": (
+        ATTENTION_KERNEL,
+        "kShiftMaskValue = -100.0f;",
+        "kShiftMaskValue = -10.0f;",
+        "attention", (ATTENTION_CASES[0], "shifted_window_attention", torch.float32),
+    ),
+    "race-without-syncwarp": (
+        ATTENTION_KERNEL,
+        "          s.grad_bias[i * n + j] += grad_score;\n        }\n        __syncwarp();\n",
+        "          s.grad_bias[i * n + j] += grad_score;\n        }\n",
+        "attention", (ATTENTION_CASES[1], "window_attention", torch.float32),
+    ),
+}
+PLANTED_BUG_TESTS = {
+    "attention": lambda exe, path, args: test_window_attention_forward_and_backward(exe, path, *args),
+    "partition": lambda exe, path, args: test_window_partition_and_reverse(exe, path, *args),
+}
+
+
+@pytest.mark.parametrize("bug", PLANTED_BUGS)
+def test_planted_bug_is_caught(harness, request, tmp_path, bug):
+    """The kernel file with one bug planted (in a copy; the checkout is not touched) is built and run
+    through the same test as the real kernel: that test must fail."""
+    path, text, replacement, test_name, args = PLANTED_BUGS[bug]
+    source = (simt_build.ROOT / path).read_text()
+    assert source.count(text) == 1, f"{path} changed: update the planted bug {bug!r}"
+    executable = simt_build.build(build_cache(request), {path: source.replace(text, replacement)})
+    assert executable != harness
+    with pytest.raises(AssertionError):
+        PLANTED_BUG_TESTS[test_name](executable, tmp_path, args)
