@@ -11,7 +11,6 @@
 // told about every switch (__sanitizer_start_switch_fiber / __sanitizer_finish_switch_fiber), so it keeps
 // checking the fibers' stacks.
 #include <sys/mman.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -375,7 +374,6 @@ void configure(Order order, uint64_t seed) {
   s.seed = seed;
   s.random.seed(seed);
 }
-Order configured_order() { return scheduler().order; }
 uint64_t configured_seed() { return scheduler().seed; }
 const char* order_name(Order order) {
   switch (order) {
@@ -387,14 +385,6 @@ const char* order_name(Order order) {
       return "shuffled";
   }
   return "?";
-}
-
-void fail(const char* format, ...) {
-  va_list args;
-  va_start(args, format);
-  const std::string message = vformat(format, args);
-  va_end(args);
-  fail_with(message);
 }
 
 namespace detail {
