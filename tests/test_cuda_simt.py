@@ -18,6 +18,7 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import os
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -25,8 +26,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
+from swinir_kernels import reference
 from tests.simt import build as simt_build
+from tests.test_pixel_shuffle import FORMATS as SHUFFLE_FORMATS
+from tests.test_pixel_shuffle import SHAPES as SHUFFLE_SHAPES
+from tests.test_pixel_shuffle import assert_within_one_rounding, eager_epilogue
+from tests.test_window_attention import CASES as ATTENTION_CASES
+from tests.test_window_attention import OPS as ATTENTION_OPS
+from tests.test_window_attention import TOLERANCES as ATTENTION_TOLERANCES
+from tests.test_window_attention import WIDE_CASES, forward_backward, make_inputs, max_error
+from tests.test_window_partition import DTYPES as PARTITION_DTYPES
+from tests.test_window_partition import SHAPES as PARTITION_SHAPES
+from tests.test_window_partition import distinct, shifts
 
 ORDERS = ("forward", "reversed", "shuffled")
 SIMT_ERROR_EXIT = 86
@@ -150,7 +163,7 @@ def test_wmma_matches_host_matmul(harness, tmp_path, kind, order):
     M, N, K = (int(v) for v in shape[1:].replace("n", " ").replace("k", " ").split())
     in_dtype, acc_dtype = WMMA_INPUT[in_name], WMMA_ACC[acc_name]
     warps, alpha = 2, 0.75
-    generator = torch.Generator().manual_seed(hash(kind) % 1000)
+    generator = torch.Generator().manual_seed(WMMA_KINDS.index(kind))
     a = torch.randn(warps, M, K, generator=generator).to(in_dtype)
     b = torch.randn(warps, K, N, generator=generator).to(in_dtype)
     c = torch.randn(warps, M, N, generator=generator).to(acc_dtype)
@@ -185,12 +198,6 @@ def test_float_to_tf32_rounds_to_nearest_ties_away():
 
 
 # ---- window_partition / window_reverse ------------------------------------------------------------
-
-from tests.test_window_partition import DTYPES as PARTITION_DTYPES  # noqa: E402
-from tests.test_window_partition import SHAPES as PARTITION_SHAPES  # noqa: E402
-from tests.test_window_partition import distinct, shifts  # noqa: E402
-
-from swinir_kernels import reference  # noqa: E402
 
 
 def permute_job(directory, x, to_windows, ws, shift, H, W, src_offset, dst_offset, order, seed):
@@ -227,12 +234,6 @@ def test_window_partition_and_reverse(harness, tmp_path, dtype, B, H, W, C, ws):
 
 
 # ---- pixel shuffle ------------------------------------------------------------------------------------
-
-from tests.test_pixel_shuffle import FORMATS as SHUFFLE_FORMATS  # noqa: E402
-from tests.test_pixel_shuffle import SHAPES as SHUFFLE_SHAPES  # noqa: E402
-from tests.test_pixel_shuffle import assert_within_one_rounding, eager_epilogue  # noqa: E402
-
-import torch.nn.functional as F  # noqa: E402
 
 
 def shuffle_memory_format(t: torch.Tensor):
@@ -300,10 +301,6 @@ def test_pixel_shuffle_plain_epilogue_and_backward(harness, tmp_path, dtype, mem
 
 # ---- window attention: forward, backward, bias-gradient reduction ---------------------------------
 
-from tests.test_window_attention import CASES as ATTENTION_CASES  # noqa: E402
-from tests.test_window_attention import OPS as ATTENTION_OPS  # noqa: E402
-from tests.test_window_attention import TOLERANCES as ATTENTION_TOLERANCES  # noqa: E402
-from tests.test_window_attention import WIDE_CASES, forward_backward, make_inputs, max_error  # noqa: E402
 
 # The shared table, plus the wider shapes the CUDA kernel takes (N <= 64): head_dim 64 and 1, and 18
 # windows (two backward window groups of kAttentionWindowsPerGroup = 16).
@@ -459,8 +456,6 @@ def test_thread_order_exposes_a_shared_memory_race(harness, tmp_path):
 @pytest.mark.parametrize("order", ["forward", "shuffled"])
 def test_misuse_is_reported_not_hung(harness, tmp_path, check, threads, message, order):
     """What would hang or be undefined on a GPU stops the run with an error naming it (and the schedule)."""
-    import re
-
     result = harness_check(harness, tmp_path, check, 1, threads, 64, order, seed=7, expect_error=True)
     assert result.returncode != 0
     assert re.search(message, result.stderr), result.stderr[-3000:]
