@@ -28,8 +28,8 @@ a fixed, shape-determined set of windows (w = program, program + programs, ...):
 complete dQ/dK/dV (no atomics) and one fp32 (N, N) partial bias gradient, and the partials are summed
 over programs in a fixed order on the host, so the bias gradient is deterministic.
 
-Precision: softmax and every accumulation run in fp32 (fp64 for fp64 inputs; scale and the base-2
-constants are still fp32 scalars there, so fp64 is accurate to ~1e-7 relative). fp16/bf16 operands
+Precision: softmax and every accumulation run in fp32 (fp64 for fp64 inputs, with the scale passed as
+an fp32 pair that sums to it in fp64, since a launch makes float arguments fp32). fp16/bf16 operands
 go to tl.dot as they are, with fp32 accumulation. fp32 operands use the precision chosen by
 ``SWINIR_KERNELS_FP32_PRECISION``:
 
@@ -42,6 +42,7 @@ otherwise (always ``ieee`` under TRITON_INTERPRET=1, where tf32 rounding is not 
 
 import contextlib
 import os
+import struct
 from typing import Optional
 
 import torch
@@ -49,6 +50,7 @@ import triton
 import triton.language as tl
 
 from .. import _registrations
+from .launch_configs import launch_config
 
 INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
 
@@ -64,17 +66,29 @@ _SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64
 _FP32_PRECISION_ENV = "SWINIR_KERNELS_FP32_PRECISION"
 
 
-def _tuned_on_gpu(kernel):
-    """Autotunes warps and stages on a GPU; under the interpreter (no driver, where autotune fails)
-    the kernel runs with the fixed options of :func:`_launch_options`."""
-    if INTERPRETING:
-        return kernel
-    configs = [triton.Config({}, num_warps=warps, num_stages=stages) for warps in (2, 4, 8) for stages in (1, 2)]
-    return triton.autotune(configs, key=["HEAD_DIM", "N", "IMAGE_LAYOUT", "HAS_MASK", "HAS_SHIFT", "DOT_PRECISION"])(kernel)
+def _scalar_dot(key: dict) -> bool:
+    """Dots without tensor cores (fp64, and fp32 with exact IEEE products) are FMA loops whose operand
+    tiles live in registers: they need more warps to fit."""
+    return key["dtype"] == "float64" or (key["dtype"] == "float32" and key["DOT_PRECISION"] == "ieee")
 
 
-def _launch_options() -> dict:
-    return {"num_warps": 4, "num_stages": 1} if INTERPRETING else {}
+def forward_config(key: dict) -> dict:
+    """The forward's launch configuration, a pure function of `key` (the constexprs and qkv's dtype; see
+    swinir_kernels/triton/launch_configs.py). Registers on sm_90 at 64 tokens, head_dim 30 (from
+    tests/test_triton_gpu_compile.py's report): bf16 at 4 warps 123, no spill (2 warps spilled);
+    fp32 IEEE spills at 4 warps and needs 8 (168); fp64 at 8 warps 254, no spill. No software
+    pipelining: a program loads each window's tiles once."""
+    wide = key["BLOCK_N"] >= 64 and _scalar_dot(key)
+    return {"num_warps": 8 if wide else 4, "num_stages": 1}
+
+
+def backward_config(key: dict) -> dict:
+    """The backward keeps S, P, dP, dS and three gradient tiles live. At 64 tokens, head_dim 30, sm_90:
+    bf16 spills at 4 warps (255 registers + stack), 8 warps 217, no spill; fp32 IEEE spills at 8 warps,
+    16 warps 104; fp64 spills even at 16 warps (a correctness path: exempt from the no-spill check)."""
+    if key["BLOCK_N"] < 64:
+        return {"num_warps": 4, "num_stages": 1}
+    return {"num_warps": 16 if _scalar_dot(key) else 8, "num_stages": 1}
 
 
 @triton.jit
@@ -98,6 +112,18 @@ def _token_rows(window, tokens, N: tl.constexpr, WINDOW_SIZE: tl.constexpr, H, W
         return (image * H + (h + shift) % H) * W + (w + shift) % W  # undo the roll by -shift
     else:
         return window * N + tokens
+
+
+@triton.jit
+def _scale_in_compute_dtype(scale_hi, scale_lo, qkv_ptr):
+    """scale as fp64 for fp64 qkv, else fp32. A float argument reaches a compiled kernel as fp32, so
+    the scale comes as two: hi = fp32(scale), lo = fp32(scale - hi); their fp64 sum carries ~48 bits
+    (fp64 attention stays fp64-accurate), their fp32 sum is hi."""
+    if qkv_ptr.dtype.element_ty == tl.float64:  # resolved at compile time: one branch is generated
+        scale = scale_hi.to(tl.float64) + scale_lo.to(tl.float64)
+    else:
+        scale = scale_hi + scale_lo
+    return scale
 
 
 @triton.jit
@@ -136,11 +162,10 @@ def _probabilities(
     return p / tl.sum(p, axis=1)[:, None]
 
 
-@_tuned_on_gpu
 @triton.jit
 def _window_attention_fwd_kernel(
     qkv_ptr, bias_ptr, mask_ptr, out_ptr,
-    H, W, shift, num_mask_windows, qk_scale_log2,
+    H, W, shift, num_mask_windows, scale_hi, scale_lo,
     NUM_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, N: tl.constexpr, WINDOW_SIZE: tl.constexpr,
     IMAGE_LAYOUT: tl.constexpr, HAS_MASK: tl.constexpr, HAS_SHIFT: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, DOT_PRECISION: tl.constexpr,
@@ -148,8 +173,9 @@ def _window_attention_fwd_kernel(
     """out[rows(w), h*d:(h+1)*d] = softmax(q k^T * scale + bias[h] + mask) v for program (w, h).
 
     qkv is read as (rows, 3C) with channels [q | k | v], each head-major; out as (rows, C); rows(w)
-    from :func:`_token_rows`. qk_scale_log2 = scale * log2(e)."""
+    from :func:`_token_rows`; scale = scale_hi + scale_lo (see :func:`_scale_in_compute_dtype`)."""
     C: tl.constexpr = NUM_HEADS * HEAD_DIM
+    qk_scale_log2 = _scale_in_compute_dtype(scale_hi, scale_lo, qkv_ptr) * _LOG2E
     program = tl.program_id(0).to(tl.int64)
     window = program // NUM_HEADS
     head = program % NUM_HEADS
@@ -170,11 +196,10 @@ def _window_attention_fwd_kernel(
     tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=tile_valid)
 
 
-@_tuned_on_gpu
 @triton.jit
 def _window_attention_bwd_kernel(
     grad_out_ptr, qkv_ptr, bias_ptr, mask_ptr, grad_qkv_ptr, grad_bias_partial_ptr,
-    num_windows, num_programs_per_head, H, W, shift, num_mask_windows, scale, qk_scale_log2,
+    num_windows, num_programs_per_head, H, W, shift, num_mask_windows, scale_hi, scale_lo,
     NUM_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, N: tl.constexpr, WINDOW_SIZE: tl.constexpr,
     IMAGE_LAYOUT: tl.constexpr, HAS_MASK: tl.constexpr, HAS_SHIFT: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, DOT_PRECISION: tl.constexpr,
@@ -183,6 +208,8 @@ def _window_attention_bwd_kernel(
     writes their dQ, dK, dV into grad_qkv (rows, 3C) and sum_w dS_w into
     grad_bias_partial[j, h] (P, nH, N, N)."""
     C: tl.constexpr = NUM_HEADS * HEAD_DIM
+    scale = _scale_in_compute_dtype(scale_hi, scale_lo, qkv_ptr)
+    qk_scale_log2 = scale * _LOG2E
     program = tl.program_id(0).to(tl.int64)
     first_window = program // NUM_HEADS
     head = program % NUM_HEADS
@@ -253,6 +280,12 @@ def _check_launch(qkv: torch.Tensor, tokens: int) -> None:
         raise RuntimeError("qkv: the Triton kernels run CPU tensors only under TRITON_INTERPRET=1, got a CPU tensor")
 
 
+def _split_scale(scale: float) -> dict:
+    """scale_hi = fp32(scale), scale_lo = fp32(scale - scale_hi): see :func:`_scale_in_compute_dtype`."""
+    hi = struct.unpack("f", struct.pack("f", scale))[0]
+    return {"scale_hi": hi, "scale_lo": scale - hi}
+
+
 class _Problem:
     """Launch geometry shared by the forward and backward launchers: the kernel's runtime scalars and
     constexprs for one call, from the op's arguments."""
@@ -268,7 +301,7 @@ class _Problem:
             H = W = 1  # unused by the window layout
             self.num_windows = qkv.shape[0]
         self.scalars = dict(
-            H=H, W=W, shift=shift, num_mask_windows=1 if mask is None else mask.shape[0], qk_scale_log2=scale * _LOG2E.value
+            H=H, W=W, shift=shift, num_mask_windows=1 if mask is None else mask.shape[0], **_split_scale(scale)
         )
         self.constexprs = dict(
             NUM_HEADS=num_heads,
@@ -281,8 +314,9 @@ class _Problem:
             BLOCK_N=max(16, triton.next_power_of_2(tokens)),
             BLOCK_D=max(16, triton.next_power_of_2(head_dim)),
             DOT_PRECISION=_dot_precision(qkv.dtype),
-            **_launch_options(),
         )
+        # What a launch configuration may depend on: the specialization (constexprs and dtype).
+        self.config_key = dict(self.constexprs, dtype=str(qkv.dtype).removeprefix("torch."))
 
 
 def _forward(qkv, rel_bias, mask, num_heads, scale, window_size, shift, image_layout):
@@ -294,7 +328,8 @@ def _forward(qkv, rel_bias, mask, num_heads, scale, window_size, shift, image_la
         return out
     grid = (problem.num_windows * num_heads,)
     with _device_guard(qkv):
-        _window_attention_fwd_kernel[grid](qkv, rel_bias, mask, out, **problem.scalars, **problem.constexprs)
+        config = launch_config("_window_attention_fwd_kernel", problem.config_key, forward_config)
+        _window_attention_fwd_kernel[grid](qkv, rel_bias, mask, out, **problem.scalars, **problem.constexprs, **config)
     return out
 
 
@@ -309,10 +344,11 @@ def _backward(grad_out, qkv, rel_bias, mask, num_heads, scale, window_size, shif
     accumulate = torch.float64 if qkv.dtype == torch.float64 else torch.float32
     partial = qkv.new_empty((programs_per_head, *rel_bias.shape), dtype=accumulate)  # (P, nH, N, N)
     grid = (programs_per_head * num_heads,)
+    config = launch_config("_window_attention_bwd_kernel", problem.config_key, backward_config)
     with _device_guard(qkv):
         _window_attention_bwd_kernel[grid](
             grad_out, qkv, rel_bias, mask, grad_qkv, partial, problem.num_windows, programs_per_head,
-            scale=scale, **problem.scalars, **problem.constexprs,
+            **problem.scalars, **problem.constexprs, **config,
         )
     return grad_qkv, partial.sum(0).to(rel_bias.dtype)
 

@@ -87,7 +87,9 @@ def _window_permute_kernel(
     image_row = b * image_sb + h * image_sh + w * image_sw  # (BLOCK_P,)
     window_row = window * win_sw + in_window * win_st
     for c0 in range(0, C, BLOCK_C):
-        c = c0 + tl.arange(0, BLOCK_C)
+        # int64 channels: the channel stride is an i32 argument while it fits, and for non-contiguous
+        # input (NCHW permuted to NHWC: stride H*W) c * stride can pass 2**31, which i32 would wrap.
+        c = (c0 + tl.arange(0, BLOCK_C)).to(tl.int64)
         ok = token_ok[:, None] & (c < C)[None, :]
         image_offsets = image_row[:, None] + c[None, :] * image_sc  # (BLOCK_P, BLOCK_C)
         window_offsets = window_row[:, None] + c[None, :] * win_sc
