@@ -7,12 +7,13 @@ lowering, ptxas). So this file, run as a script without TRITON_INTERPRET, interc
 (JITFunction.run) made by the ops' own Python
 launchers on CPU tensors for representative shapes and dtypes, and compiles each distinct launch
 ahead of time with triton.compile(ASTSource, GPUTarget) down to a cubin (ptxas ships with Triton).
-Integer arguments get no divisibility hints here (a launch adds them; they only widen memory
-accesses). Nothing runs, so outputs are not checked here: that needs a GPU (bench/gpu_check.sh).
+Pointers are marked 16-byte aligned, as a launch of fresh torch allocations marks them; integer
+arguments get no divisibility hints here (a launch adds them; they only widen memory accesses). Nothing runs, so outputs are not checked here: that needs a GPU (bench/gpu_check.sh).
 
 Each launch carries its own configuration (warps, stages: a pure function of the shape, no autotuning),
 so what is compiled here is exactly what a GPU compiles. The sm_90 cubins' resource usage
-(cuobjdump -res-usage: registers, spill stack and local memory, shared memory) is printed, and no
+(cuobjdump -res-usage: registers, spill stack and local memory, shared memory) and the width of their
+global loads and stores (from the PTX) are printed, and no
 kernel may spill (but those listed in MAY_SPILL).
 """
 
@@ -82,13 +83,29 @@ def _compile(launch: tuple) -> tuple[float, dict]:
 
     module, name, signature, constexprs, options, sm = launch
     kernel = getattr(importlib.import_module(module), name)
+    # Pointers 16-byte aligned, as a launch of fresh torch allocations specializes them.
+    aligned = {(i,): [["tt.divisibility", 16]] for i, kind in enumerate(signature.values()) if kind.startswith("*")}
     start = time.perf_counter()
     try:
-        binary = triton.compile(ASTSource(kernel, signature, constexprs), target=GPUTarget("cuda", sm, 32), options=options)
+        source = ASTSource(kernel, signature, constexprs, aligned)
+        binary = triton.compile(source, target=GPUTarget("cuda", sm, 32), options=options)
     except Exception as error:
         raise AssertionError(f"{name} does not compile for sm_{sm} with {constexprs} {options}: {error}") from error
     assert binary.asm.get("cubin"), f"{name}: no cubin for sm_{sm}"
-    return time.perf_counter() - start, _resource_usage(binary.asm["cubin"])
+    usage = _resource_usage(binary.asm["cubin"])
+    usage["global access bytes"] = _global_access_widths(binary.asm["ptx"])
+    return time.perf_counter() - start, usage
+
+
+def _global_access_widths(ptx: str) -> dict:
+    """{"ld 4": n, "st 16": m, ...}: global loads and stores in the PTX by bytes per instruction."""
+    import collections
+    import re
+
+    widths = collections.Counter()
+    for op, vector, bits in re.findall(r"\b(ld|st)\.global(?:\.[a-z]+)*?(?:\.v(\d))?\.[bfsu](\d+)\b", ptx):
+        widths[f"{op} {int(vector or 1) * int(bits) // 8}"] += 1
+    return dict(sorted(widths.items()))
 
 
 def _compile_every_launch() -> None:

@@ -393,8 +393,8 @@ def triton_kernels():
 
 @pytest.mark.parametrize("op", OPS)
 def test_triton_bias_gradient_with_several_windows_per_program(op, monkeypatch):
-    """5 programs per head over 12 windows (3, 3, 2, 2, 2 windows each): still the reference's gradient,
-    and bitwise the same on a second run."""
+    """At most 5 programs per head over 12 windows (4 programs of 3 windows each): still the reference's
+    gradient, and bitwise the same on a second run."""
     monkeypatch.setattr(triton_kernels(), "MAX_BIAS_PROGRAMS_PER_HEAD", 5)
     qkv, rel_bias, mask, grad_out, kwargs = make_inputs(CASES[0], torch.float32, device_for("triton"), op)
     skip_unless_runs("triton", op, qkv)
