@@ -92,8 +92,8 @@ def forward_config(key: dict) -> dict:
     swinir_kernels/triton/launch_configs.py). Registers per thread on sm_90 at 64 tokens, head_dim 30
     (tests/test_triton_gpu_compile.py prints them for every launch and fails on a spill): bf16 at 4
     warps 240 (the held bias and the window loop), at 8 warps 155, 1 program (8 warps) per SM either
-    way, so 8 warps, further from the 255 cap; fp32 IEEE spills at 8 warps, 16 warps 84; fp64 at 8
-    warps 254, no spill (16 warps spill). num_stages 1: no software pipelining of the window loop (it
+    way, so 8 warps, further from the 255 cap; fp32 IEEE spills at 8 warps, 16 warps 64-84; fp64 at
+    8 warps 246-254, no spill (16 warps spill). num_stages 1: no software pipelining of the window loop (it
     would hold a second window's tiles); to be revisited with GPU timings (the opt-in tuner)."""
     if key["BLOCK_N"] < 64:
         return {"num_warps": 4, "num_stages": 1}
@@ -101,13 +101,12 @@ def forward_config(key: dict) -> dict:
 
 
 def backward_config(key: dict) -> dict:
-    """The backward keeps S, P, dP, dS and a gradient tile live. At 64 tokens, head_dim 30, sm_90: bf16
-    spills at 4 warps (255 registers + stack), 8 warps 215, no spill; fp32 IEEE spills at 8 warps,
-    16 warps 104; fp64 spills at 8 warps (544-byte stack) and more at 16 (984): 8, and fp64, a
-    correctness path, is exempt from the no-spill check."""
-    if key["BLOCK_N"] < 64:
-        return {"num_warps": 4, "num_stages": 1}
-    return {"num_warps": 16 if _fp32_fma_dot(key) else 8, "num_stages": 1}
+    """The backward keeps S, P, dP, dS and a gradient tile live. At 64 tokens, head_dim 30, sm_90:
+    8 warps for every dtype (bf16 4 warps: 255 registers + a spill stack; 8 warps: 215-250, no spill;
+    fp32 IEEE 8 warps: 254, no spill, while at 16 warps ptxas caps it at 64-128 registers and spills);
+    fp64 still spills at 8 warps (136 bytes of stack; more at 16), a correctness path exempt from the
+    no-spill check."""
+    return {"num_warps": 4 if key["BLOCK_N"] < 64 else 8, "num_stages": 1}
 
 
 @triton.jit
