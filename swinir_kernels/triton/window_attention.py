@@ -89,12 +89,12 @@ def _fp32_fma_dot(key: dict) -> bool:
 
 def forward_config(key: dict) -> dict:
     """The forward's launch configuration, a pure function of `key` (the constexprs and qkv's dtype; see
-    swinir_kernels/triton/launch_configs.py). Registers per thread on sm_90 at 64 tokens, head_dim 30
-    (tests/test_triton_gpu_compile.py prints them for every launch and fails on a spill): bf16 at 4
-    warps 240 (the held bias and the window loop), at 8 warps 155, 1 program (8 warps) per SM either
-    way, so 8 warps, further from the 255 cap; fp32 IEEE spills at 8 warps, 16 warps 64-84; fp64 at
-    8 warps 246-254, no spill (16 warps spill). num_stages 1: no software pipelining of the window loop (it
-    would hold a second window's tiles); to be revisited with GPU timings (the opt-in tuner)."""
+    swinir_kernels/triton/launch_configs.py). Registers per thread on sm_90 at 64 tokens
+    (tests/test_triton_gpu_compile.py prints them for every launch and fails on a spill): 16-bit and
+    TF32 at 4 warps ~240 (the held bias and the window loop: 2 programs, 8 warps per SM), at 8 warps
+    99-173 (8-16 warps per SM), so 8 warps; fp32 IEEE spills at 8 warps, 16 warps 64-84; fp64 at 8
+    warps 246-254, no spill (16 warps spill). num_stages 1: no software pipelining of the window loop
+    (it would hold a second window's tiles); to be revisited with GPU timings (the opt-in tuner)."""
     if key["BLOCK_N"] < 64:
         return {"num_warps": 4, "num_stages": 1}
     return {"num_warps": 16 if _fp32_fma_dot(key) else 8, "num_stages": 1}
