@@ -100,10 +100,33 @@ def _has_kernel(op: str, dispatch_key: str) -> bool:
     return (op, dispatch_key) in _KERNELS
 
 
-def _cannot_run(backend: str, op: str, tensor: torch.Tensor) -> str | None:
-    """None if `backend` can run `op` on `tensor`, else the reason it cannot."""
+# The CUDA attention kernel holds a window in shared memory: at most this many tokens (ws*ws) and this
+# head_dim (kAttentionMaxTokens, kAttentionMaxHeadDim in csrc/cuda/window_attention_kernel.h).
+CUDA_ATTENTION_MAX_TOKENS = 64
+CUDA_ATTENTION_MAX_HEAD_DIM = 64
+
+
+def cuda_attention_limit(tokens: int | None, head_dim: int | None) -> str | None:
+    """None if the CUDA attention kernel takes windows of `tokens` tokens and heads of `head_dim`
+    channels (None: not known, not checked), else why not."""
+    if tokens is not None and tokens > CUDA_ATTENTION_MAX_TOKENS:
+        return f"the CUDA attention kernel takes at most {CUDA_ATTENTION_MAX_TOKENS} tokens per window, got {tokens}"
+    if head_dim is not None and head_dim > CUDA_ATTENTION_MAX_HEAD_DIM:
+        return f"the CUDA attention kernel takes head_dim at most {CUDA_ATTENTION_MAX_HEAD_DIM}, got {head_dim}"
+    return None
+
+
+def _cannot_run(
+    backend: str, op: str, tensor: torch.Tensor, *, tokens: int | None = None, head_dim: int | None = None
+) -> str | None:
+    """None if `backend` can run `op` on `tensor`, else the reason it cannot; `tokens` (per window) and
+    `head_dim` describe an attention call where known."""
     if backend == "reference":
         return None
+    if backend == "cuda" and op in ("window_attention", "shifted_window_attention"):
+        why_not = cuda_attention_limit(tokens, head_dim)
+        if why_not is not None:
+            return why_not
     if backend in ("cpu", "cuda"):
         if C_EXTENSION_ERROR is not None:
             return f"the C++ extension swinir_kernels._C is not available ({C_EXTENSION_ERROR})"

@@ -16,6 +16,14 @@ SHARED_TESTSETS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+if TRITON_INTERPRET and swinir_kernels.triton.UNAVAILABLE is None:
+    # Every Triton test runs the interpreter in its GPU-faithful mode (fp32 float arguments, launch-typed
+    # integer arguments, TF32 dots): see tests/triton_faithful.py.
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import triton_faithful
+
+    triton_faithful.activate()
+
 needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
 
 
@@ -35,13 +43,14 @@ def devices():
     return ["cpu", pytest.param("cuda", marks=[needs_cuda, pytest.mark.cuda])]
 
 
-def backend_available(backend: str, op: str, tensor: torch.Tensor) -> str | None:
-    """None if `backend` can run `op` on `tensor` here, else why not (for pytest.skip)."""
-    return _backend._cannot_run(backend, op, tensor)
+def backend_available(backend: str, op: str, tensor: torch.Tensor, **shape) -> str | None:
+    """None if `backend` can run `op` on `tensor` here, else why not (for pytest.skip); `shape`: an
+    attention call's tokens and head_dim (see _backend._cannot_run)."""
+    return _backend._cannot_run(backend, op, tensor, **shape)
 
 
-def skip_unless_runs(backend: str, op: str, tensor: torch.Tensor) -> None:
-    why_not = backend_available(backend, op, tensor)
+def skip_unless_runs(backend: str, op: str, tensor: torch.Tensor, **shape) -> None:
+    why_not = backend_available(backend, op, tensor, **shape)
     if why_not is not None:
         pytest.skip(f"{backend} cannot run {op} here: {why_not}")
 

@@ -16,7 +16,7 @@ import torch._dynamo.testing
 import swinir_kernels
 from swinir_kernels import reference, tolerances
 
-from conftest import HAS_C_EXTENSION, HAS_CUDA, needs_cuda, run_python, skip_unless_runs
+from conftest import HAS_C_EXTENSION, HAS_CUDA, backend_available, needs_cuda, run_python, skip_unless_runs
 
 BACKENDS = ["cpu", "triton", pytest.param("cuda", marks=[needs_cuda, pytest.mark.cuda])]
 OPS = ("window_attention", "shifted_window_attention")
@@ -113,9 +113,19 @@ WIDE_CASES = [
 )
 def test_other_window_sizes_and_head_dims(backend, op, dtype, case):
     qkv, rel_bias, mask, grad_out, kwargs = make_inputs(case, dtype, device_for(backend), op)
-    skip_unless_runs(backend, op, qkv)
+    B, rows, cols, ws, shift, C, num_heads = case
+    skip_unless_runs(backend, op, qkv, tokens=ws * ws, head_dim=C // num_heads)
     expected = forward_backward("reference", op, qkv, rel_bias, mask, grad_out, kwargs)
     assert_all_close(forward_backward(backend, op, qkv, rel_bias, mask, grad_out, kwargs), expected, **TOLERANCES[dtype])
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("tokens, head_dim, reason", [(144, 16, "at most 64 tokens"), (64, 96, "head_dim at most 64")])
+def test_cuda_backend_knows_its_attention_limits(op, tokens, head_dim, reason):
+    """The CUDA kernel raises beyond 64 tokens or head_dim 64; the chooser must say so, not call it."""
+    why_not = backend_available("cuda", op, torch.empty(0), tokens=tokens, head_dim=head_dim)
+    assert why_not is not None and reason in why_not, why_not
+    assert backend_available("cpu", op, torch.empty(0), tokens=tokens, head_dim=head_dim) != why_not
 
 
 @pytest.mark.parametrize(
@@ -383,8 +393,8 @@ def triton_kernels():
 
 @pytest.mark.parametrize("op", OPS)
 def test_triton_bias_gradient_with_several_windows_per_program(op, monkeypatch):
-    """5 programs per head over 12 windows (3, 3, 2, 2, 2 windows each): still the reference's gradient,
-    and bitwise the same on a second run."""
+    """At most 5 programs per head over 12 windows (4 programs of 3 windows each): still the reference's
+    gradient, and bitwise the same on a second run."""
     monkeypatch.setattr(triton_kernels(), "MAX_BIAS_PROGRAMS_PER_HEAD", 5)
     qkv, rel_bias, mask, grad_out, kwargs = make_inputs(CASES[0], torch.float32, device_for("triton"), op)
     skip_unless_runs("triton", op, qkv)
@@ -395,12 +405,12 @@ def test_triton_bias_gradient_with_several_windows_per_program(op, monkeypatch):
     assert torch.equal(first[1], second[1]) and torch.equal(first[2], second[2])
 
 
-@needs_cuda
-@pytest.mark.cuda
-def test_triton_tf32_dots_on_gpu(monkeypatch):
+def test_triton_tf32_dots(monkeypatch):
+    """fp32 through TF32 dots (on the CPU, the GPU-faithful interpreter rounds their operands to TF32)."""
     monkeypatch.setenv("SWINIR_KERNELS_FP32_PRECISION", "tf32")
     op = "shifted_window_attention"
-    qkv, rel_bias, mask, grad_out, kwargs = make_inputs(CASES[2], torch.float32, "cuda", op)
+    qkv, rel_bias, mask, grad_out, kwargs = make_inputs(CASES[2], torch.float32, device_for("triton"), op)
+    skip_unless_runs("triton", op, qkv)
     expected = forward_backward("reference", op, qkv, rel_bias, mask, grad_out, kwargs)
     assert_all_close(forward_backward("triton", op, qkv, rel_bias, mask, grad_out, kwargs), expected, **tolerances.TF32_TOLERANCE)
 

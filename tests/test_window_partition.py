@@ -175,3 +175,28 @@ def test_triton_ops_check_their_arguments(call, match):
     skip_unless_runs("triton", "window_partition", torch.empty(1))
     with pytest.raises(ValueError, match=match):
         call(torch.ops.swinir_kernels)
+
+
+@pytest.mark.parametrize("op", ["window_partition", "window_reverse"])
+def test_triton_channel_offsets_past_2_31(op):
+    """A channel stride of 2**30 (C = 3): c * stride reaches 2**31 for c = 2, which 32-bit offsets
+    wrap (the GPU-faithful interpreter types the stride i32, as a launch does). The strided view lies in
+    a 4 GiB int8 allocation that is never touched beyond its few used pages, and starts 2**31 bytes in,
+    so a wrapped offset reads valid (wrong) memory instead of crashing."""
+    skip_unless_runs("triton", op, torch.empty(1))
+    try:
+        storage = torch.empty(2**32 + 4096, dtype=torch.int8)
+    except RuntimeError as error:
+        pytest.skip(f"cannot reserve 4 GiB of address space: {error}")
+    values = (torch.arange(192) % 101 + 1).to(torch.int8)  # distinct per channel, never 0 (fresh memory)
+    if op == "window_partition":
+        x = storage.as_strided((1, 8, 8, 3), (64, 8, 1, 2**30), 2**31)
+        x.copy_(values.reshape(1, 3, 8, 8).permute(0, 2, 3, 1))
+        result = torch.ops.swinir_kernels.window_partition_triton(x, 8, 4)
+        expected = reference.window_partition(x.contiguous(), 8, 4)
+    else:
+        windows = storage.as_strided((1, 64, 3), (64, 1, 2**30), 2**31)
+        windows.copy_(values.reshape(1, 3, 64).transpose(1, 2))
+        result = torch.ops.swinir_kernels.window_reverse_triton(windows, 8, 8, 8, 4)
+        expected = reference.window_reverse(windows.contiguous(), 8, 8, 8, 4)
+    assert torch.equal(result, expected)

@@ -17,19 +17,27 @@ Two layouts share one kernel (``IMAGE_LAYOUT`` constexpr):
   ((wr*ws + ti + shift) % H, (wc*ws + tj + shift) % W) of image b, and the official -100 shift mask
   is computed from the same coordinates (only when shift > 0).
 
-Kernel shape: one program per (window, head) in the forward; tokens padded to BLOCK_N (a power of two
->= 16: 64 for ws = 7 and 8) and head_dim to BLOCK_D (30 -> 32, 10 -> 16) in registers by masked
-loads (other=0), so tl.dot sees power-of-two tiles >= 16. Softmax uses exp2 with log2(e) folded
-into the scale. All offsets are int64 and the grid is 1-D.
+Kernel shape: one program per (group of windows, head), walking its windows in order with the
+head's (N, N) bias loaded once and held in registers (in rel_bias's dtype); tokens padded to BLOCK_N
+(a power of two >= 16: 64 for ws = 7 and 8) and head_dim to BLOCK_D (30 -> 32, 10 -> 16) in
+registers by masked loads (other=0), so tl.dot sees power-of-two tiles >= 16. Channel strides are 1
+by construction (the launchers make qkv, out and the gradients contiguous), so the compiler sees
+contiguous rows of BLOCK_D channels whose divisibility follows from the constexprs HEAD_DIM and 3C:
+it vectorises each row load to gcd(HEAD_DIM, 3C) elements up to 16 bytes (2 bf16 for head_dim 30).
+Softmax uses exp2 with log2(e) folded into the scale. All offsets are int64 and the grid is 1-D, so
+more than 65,535 windows need nothing special. Windows per program, warps and stages come from pure
+functions of the shape (forward_windows_per_program, backward_windows_per_program, forward_config,
+backward_config; tuning is an opt-in table, see launch_configs.py).
 
 The backward recomputes S and P (nothing N x N is saved): dV = P^T dO, dP = dO V^T,
-dS = P * (dP - rowsum(P * dP)), dQ = dS K * scale, dK = dS^T Q * scale. Each program owns one head and
-a fixed, shape-determined set of windows (w = program, program + programs, ...): it writes their
-complete dQ/dK/dV (no atomics) and one fp32 (N, N) partial bias gradient, and the partials are summed
-over programs in a fixed order on the host, so the bias gradient is deterministic.
+dS = P * (dP - rowsum(P * dP)), dQ = dS K * scale, dK = dS^T Q * scale, each stored as soon as it
+is computed. Each program owns one head and a contiguous, shape-determined group of windows: it writes
+their complete dQ/dK/dV (no atomics) and one fp32 (N, N) partial bias gradient summing its windows'
+dS, and the (at most MAX_BIAS_PROGRAMS_PER_HEAD per head) partials are summed in a fixed order on the
+host, so the bias gradient's bits depend on the inputs alone.
 
-Precision: softmax and every accumulation run in fp32 (fp64 for fp64 inputs; scale and the base-2
-constants are still fp32 scalars there, so fp64 is accurate to ~1e-7 relative). fp16/bf16 operands
+Precision: softmax and every accumulation run in fp32 (fp64 for fp64 inputs, with the scale passed as
+an fp32 pair that sums to it in fp64, since a launch makes float arguments fp32). fp16/bf16 operands
 go to tl.dot as they are, with fp32 accumulation. fp32 operands use the precision chosen by
 ``SWINIR_KERNELS_FP32_PRECISION``:
 
@@ -37,11 +45,19 @@ go to tl.dot as they are, with fp32 accumulation. fp32 operands use the precisio
 * ``tf32``: tensor cores with 10-bit mantissas, ~1e-3 relative; much faster on a GPU.
 
 Unset, it is ``tf32`` on a GPU when ``torch.backends.cuda.matmul.allow_tf32`` is True and ``ieee``
-otherwise (always ``ieee`` under TRITON_INTERPRET=1, where tf32 rounding is not emulated anyway).
+otherwise (``ieee`` under TRITON_INTERPRET=1; the tests' GPU-faithful interpreter rounds the operands
+of TF32 dots as tensor cores do).
+
+The bias is held in rel_bias's own dtype, never rounded to qkv's: rounding an fp32 bias to 16 bits
+changes the output by more than the output's own rounding (fp64 reference, SwinIR-M-like window,
+bias ~ N(0, 1): bf16 8.0e-3 against 5.4e-3 for rounding the output; bias ~ N(0, 9): 3.7e-2 against
+7.8e-3; fp16 1.0e-3 against 8.5e-4, and 4.3e-3 against 9.8e-4). A 16-bit bias (a model run in
+fp16/bf16) is held in 16 bits, at half the registers of an fp32 one.
 """
 
 import contextlib
 import os
+import struct
 from typing import Optional
 
 import torch
@@ -49,12 +65,13 @@ import triton
 import triton.language as tl
 
 from .. import _registrations
+from .launch_configs import launch_config
 
 INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
 
-# Bias-gradient programs per head: min(num_windows, this). A constant of the shape only, so the
-# order of the fixed-order partial sum (and hence the result) does not depend on the device.
-MAX_BIAS_PROGRAMS_PER_HEAD = 128
+# Bias-gradient partials (backward programs) per head: at most this many (see
+# backward_windows_per_program).
+MAX_BIAS_PROGRAMS_PER_HEAD = 64
 
 MAX_TOKENS = 64  # tokens per window held in registers (ws <= 8)
 # Kernel constants (Triton kernels read only constexpr globals).
@@ -64,17 +81,32 @@ _SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64
 _FP32_PRECISION_ENV = "SWINIR_KERNELS_FP32_PRECISION"
 
 
-def _tuned_on_gpu(kernel):
-    """Autotunes warps and stages on a GPU; under the interpreter (no driver, where autotune fails)
-    the kernel runs with the fixed options of :func:`_launch_options`."""
-    if INTERPRETING:
-        return kernel
-    configs = [triton.Config({}, num_warps=warps, num_stages=stages) for warps in (2, 4, 8) for stages in (1, 2)]
-    return triton.autotune(configs, key=["HEAD_DIM", "N", "IMAGE_LAYOUT", "HAS_MASK", "HAS_SHIFT", "DOT_PRECISION"])(kernel)
+def _fp32_fma_dot(key: dict) -> bool:
+    """fp32 dots with exact IEEE products are FMA loops without tensor cores, whose operand tiles live in
+    registers: they need more warps to fit."""
+    return key["dtype"] == "float32" and key["DOT_PRECISION"] == "ieee"
 
 
-def _launch_options() -> dict:
-    return {"num_warps": 4, "num_stages": 1} if INTERPRETING else {}
+def forward_config(key: dict) -> dict:
+    """The forward's launch configuration, a pure function of `key` (the constexprs and qkv's dtype; see
+    swinir_kernels/triton/launch_configs.py). Registers per thread on sm_90 at 64 tokens
+    (tests/test_triton_gpu_compile.py prints them for every launch and fails on a spill): 16-bit and
+    TF32 at 4 warps ~240 (the held bias and the window loop: 2 programs, 8 warps per SM), at 8 warps
+    99-173 (8-16 warps per SM), so 8 warps; fp32 IEEE spills at 8 warps, 16 warps 64-84; fp64 at 8
+    warps 246-254, no spill (16 warps spill). num_stages 1: no software pipelining of the window loop
+    (it would hold a second window's tiles); to be revisited with GPU timings (the opt-in tuner)."""
+    if key["BLOCK_N"] < 64:
+        return {"num_warps": 4, "num_stages": 1}
+    return {"num_warps": 16 if _fp32_fma_dot(key) else 8, "num_stages": 1}
+
+
+def backward_config(key: dict) -> dict:
+    """The backward keeps S, P, dP, dS and a gradient tile live. At 64 tokens, head_dim 30, sm_90:
+    8 warps for every dtype (bf16 4 warps: 255 registers + a spill stack; 8 warps: 215-250, no spill;
+    fp32 IEEE 8 warps: 254, no spill, while at 16 warps ptxas caps it at 64-128 registers and spills);
+    fp64 still spills at 8 warps (136 bytes of stack; more at 16), a correctness path exempt from the
+    no-spill check."""
+    return {"num_warps": 4 if key["BLOCK_N"] < 64 else 8, "num_stages": 1}
 
 
 @triton.jit
@@ -101,6 +133,18 @@ def _token_rows(window, tokens, N: tl.constexpr, WINDOW_SIZE: tl.constexpr, H, W
 
 
 @triton.jit
+def _scale_in_compute_dtype(scale_hi, scale_lo, qkv_ptr):
+    """scale as fp64 for fp64 qkv, else fp32. A float argument reaches a compiled kernel as fp32, so
+    the scale comes as two: hi = fp32(scale), lo = fp32(scale - hi); their fp64 sum carries ~48 bits
+    (fp64 attention stays fp64-accurate), their fp32 sum is hi."""
+    if qkv_ptr.dtype.element_ty == tl.float64:  # resolved at compile time: one branch is generated
+        scale = scale_hi.to(tl.float64) + scale_lo.to(tl.float64)
+    else:
+        scale = scale_hi + scale_lo
+    return scale
+
+
+@triton.jit
 def _shift_regions(window, tokens, WINDOW_SIZE: tl.constexpr, H, W, shift):
     """(BLOCK_N,) region id 0..8 of each token in the rolled image: along each axis region 0 below
     size-ws, 1 below size-shift, else 2 (the official calculate_mask slices)."""
@@ -111,20 +155,28 @@ def _shift_regions(window, tokens, WINDOW_SIZE: tl.constexpr, H, W, shift):
 
 
 @triton.jit
+def _head_bias(bias_ptr, head, tokens, N: tl.constexpr):
+    """rel_bias[head] as a (BLOCK_N, BLOCK_N) tile in rel_bias's own dtype (padded pairs 0), loaded once
+    per program and kept in registers for all of its windows (see the module docstring on precision)."""
+    token_valid = tokens < N
+    pair_offsets = tokens[:, None] * N + tokens[None, :]
+    return tl.load(bias_ptr + head * (N * N) + pair_offsets, mask=token_valid[:, None] & token_valid[None, :], other=0.0)
+
+
+@triton.jit
 def _probabilities(
-    q, k, bias_ptr, mask_ptr, window, head, tokens, H, W, shift, num_mask_windows, qk_scale_log2,
+    q, k, bias, mask_ptr, window, tokens, H, W, shift, num_mask_windows, qk_scale_log2,
     N: tl.constexpr, WINDOW_SIZE: tl.constexpr, HAS_MASK: tl.constexpr, HAS_SHIFT: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
 ):
-    """P = softmax(q k^T * scale + bias[head] + mask) of one (window, head): (BLOCK_N, BLOCK_N) in
-    fp32 (fp64 for fp64 q, k), computed in base 2; padded columns get probability 0."""
+    """P = softmax(q k^T * scale + bias + mask) of one (window, head): (BLOCK_N, BLOCK_N) in fp32 (fp64
+    for fp64 q, k), computed in base 2; padded columns get probability 0. bias: the head's tile."""
     token_valid = tokens < N
-    pair_valid = token_valid[:, None] & token_valid[None, :]
-    pair_offsets = tokens[:, None] * N + tokens[None, :]
     scores = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * qk_scale_log2
-    bias = tl.load(bias_ptr + head * (N * N) + pair_offsets, mask=pair_valid, other=0.0)
     scores += bias.to(scores.dtype) * _LOG2E
     if HAS_MASK:
+        pair_offsets = tokens[:, None] * N + tokens[None, :]
+        pair_valid = token_valid[:, None] & token_valid[None, :]
         mask = tl.load(mask_ptr + (window % num_mask_windows) * (N * N) + pair_offsets, mask=pair_valid, other=0.0)
         scores += mask.to(scores.dtype) * _LOG2E
     if HAS_SHIFT:
@@ -136,84 +188,97 @@ def _probabilities(
     return p / tl.sum(p, axis=1)[:, None]
 
 
-@_tuned_on_gpu
+@triton.jit
+def _head_tile_offsets(window, head, tokens, dims, row_stride, N: tl.constexpr, WINDOW_SIZE: tl.constexpr, H, W, shift,
+                       HEAD_DIM: tl.constexpr, IMAGE_LAYOUT: tl.constexpr):
+    """(BLOCK_N, BLOCK_D) int64 offsets of head `head`'s channels of the tokens of `window` in a
+    (rows, row_stride) channels-last tensor (channel stride 1)."""
+    rows = _token_rows(window, tokens, N, WINDOW_SIZE, H, W, shift, IMAGE_LAYOUT)
+    return rows[:, None] * row_stride + head * HEAD_DIM + dims[None, :]
+
+
 @triton.jit
 def _window_attention_fwd_kernel(
     qkv_ptr, bias_ptr, mask_ptr, out_ptr,
-    H, W, shift, num_mask_windows, qk_scale_log2,
+    num_windows, windows_per_program, H, W, shift, num_mask_windows, scale_hi, scale_lo,
     NUM_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, N: tl.constexpr, WINDOW_SIZE: tl.constexpr,
     IMAGE_LAYOUT: tl.constexpr, HAS_MASK: tl.constexpr, HAS_SHIFT: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
-    """out[rows(w), h*d:(h+1)*d] = softmax(q k^T * scale + bias[h] + mask) v for program (w, h).
+    """Program (g, h): out[rows(w), h*d:(h+1)*d] = softmax(q k^T * scale + bias[h] + mask) v for the
+    windows w of group g (g*windows_per_program, ... up to num_windows), bias[h] loaded once.
 
     qkv is read as (rows, 3C) with channels [q | k | v], each head-major; out as (rows, C); rows(w)
-    from :func:`_token_rows`. qk_scale_log2 = scale * log2(e)."""
+    from :func:`_token_rows`; scale = scale_hi + scale_lo (see :func:`_scale_in_compute_dtype`)."""
     C: tl.constexpr = NUM_HEADS * HEAD_DIM
+    qk_scale_log2 = _scale_in_compute_dtype(scale_hi, scale_lo, qkv_ptr) * _LOG2E
     program = tl.program_id(0).to(tl.int64)
-    window = program // NUM_HEADS
+    first_window = (program // NUM_HEADS) * windows_per_program
     head = program % NUM_HEADS
     tokens = tl.arange(0, BLOCK_N)
     dims = tl.arange(0, BLOCK_D)
     tile_valid = (tokens < N)[:, None] & (dims < HEAD_DIM)[None, :]
-    rows = _token_rows(window, tokens, N, WINDOW_SIZE, H, W, shift, IMAGE_LAYOUT)
-    q_ptrs = qkv_ptr + rows[:, None] * (3 * C) + head * HEAD_DIM + dims[None, :]  # (BLOCK_N, BLOCK_D)
-    q = tl.load(q_ptrs, mask=tile_valid, other=0.0)
-    k = tl.load(q_ptrs + C, mask=tile_valid, other=0.0)
-    v = tl.load(q_ptrs + 2 * C, mask=tile_valid, other=0.0)
-    p = _probabilities(
-        q, k, bias_ptr, mask_ptr, window, head, tokens, H, W, shift, num_mask_windows, qk_scale_log2,
-        N, WINDOW_SIZE, HAS_MASK, HAS_SHIFT, DOT_PRECISION,
-    )
-    out = tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION)
-    out_ptrs = out_ptr + rows[:, None] * C + head * HEAD_DIM + dims[None, :]
-    tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=tile_valid)
+    bias = _head_bias(bias_ptr, head, tokens, N)
+    for window in range(first_window, tl.minimum(first_window + windows_per_program, num_windows)):
+        q_offsets = _head_tile_offsets(window, head, tokens, dims, 3 * C, N, WINDOW_SIZE, H, W, shift, HEAD_DIM, IMAGE_LAYOUT)
+        q = tl.load(qkv_ptr + q_offsets, mask=tile_valid, other=0.0)
+        k = tl.load(qkv_ptr + q_offsets + C, mask=tile_valid, other=0.0)
+        v = tl.load(qkv_ptr + q_offsets + 2 * C, mask=tile_valid, other=0.0)
+        p = _probabilities(
+            q, k, bias, mask_ptr, window, tokens, H, W, shift, num_mask_windows, qk_scale_log2,
+            N, WINDOW_SIZE, HAS_MASK, HAS_SHIFT, DOT_PRECISION,
+        )
+        out = tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION)
+        out_offsets = _head_tile_offsets(window, head, tokens, dims, C, N, WINDOW_SIZE, H, W, shift, HEAD_DIM, IMAGE_LAYOUT)
+        tl.store(out_ptr + out_offsets, out.to(out_ptr.dtype.element_ty), mask=tile_valid)
 
 
-@_tuned_on_gpu
 @triton.jit
 def _window_attention_bwd_kernel(
     grad_out_ptr, qkv_ptr, bias_ptr, mask_ptr, grad_qkv_ptr, grad_bias_partial_ptr,
-    num_windows, num_programs_per_head, H, W, shift, num_mask_windows, scale, qk_scale_log2,
+    num_windows, windows_per_program, H, W, shift, num_mask_windows, scale_hi, scale_lo,
     NUM_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, N: tl.constexpr, WINDOW_SIZE: tl.constexpr,
     IMAGE_LAYOUT: tl.constexpr, HAS_MASK: tl.constexpr, HAS_SHIFT: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
-    """Program (j, h) handles head h of windows j, j + P, j + 2P, ... (P = num_programs_per_head):
-    writes their dQ, dK, dV into grad_qkv (rows, 3C) and sum_w dS_w into
-    grad_bias_partial[j, h] (P, nH, N, N)."""
+    """Program (g, h) handles head h of the windows of group g (g*windows_per_program, ... up to
+    num_windows), in order: writes their dQ, dK, dV into grad_qkv (rows, 3C) and sum_w dS_w into
+    grad_bias_partial[g, h] (groups, nH, N, N). Each gradient tile is stored as soon as it is computed,
+    so fewer tiles are live at once (registers)."""
     C: tl.constexpr = NUM_HEADS * HEAD_DIM
+    scale = _scale_in_compute_dtype(scale_hi, scale_lo, qkv_ptr)
+    qk_scale_log2 = scale * _LOG2E
     program = tl.program_id(0).to(tl.int64)
-    first_window = program // NUM_HEADS
+    first_window = (program // NUM_HEADS) * windows_per_program
     head = program % NUM_HEADS
     tokens = tl.arange(0, BLOCK_N)
     dims = tl.arange(0, BLOCK_D)
     token_valid = tokens < N
     tile_valid = token_valid[:, None] & (dims < HEAD_DIM)[None, :]
+    grad_dtype = grad_qkv_ptr.dtype.element_ty
+    bias = _head_bias(bias_ptr, head, tokens, N)
     grad_bias = tl.zeros((BLOCK_N, BLOCK_N), dtype=grad_bias_partial_ptr.dtype.element_ty)
-    for window in range(first_window, num_windows, num_programs_per_head):
-        rows = _token_rows(window, tokens, N, WINDOW_SIZE, H, W, shift, IMAGE_LAYOUT)
-        q_offsets = rows[:, None] * (3 * C) + head * HEAD_DIM + dims[None, :]  # (BLOCK_N, BLOCK_D)
+    for window in range(first_window, tl.minimum(first_window + windows_per_program, num_windows)):
+        q_offsets = _head_tile_offsets(window, head, tokens, dims, 3 * C, N, WINDOW_SIZE, H, W, shift, HEAD_DIM, IMAGE_LAYOUT)
+        out_offsets = _head_tile_offsets(window, head, tokens, dims, C, N, WINDOW_SIZE, H, W, shift, HEAD_DIM, IMAGE_LAYOUT)
         q = tl.load(qkv_ptr + q_offsets, mask=tile_valid, other=0.0)
         k = tl.load(qkv_ptr + q_offsets + C, mask=tile_valid, other=0.0)
-        v = tl.load(qkv_ptr + q_offsets + 2 * C, mask=tile_valid, other=0.0)
-        out_offsets = rows[:, None] * C + head * HEAD_DIM + dims[None, :]
         grad_out = tl.load(grad_out_ptr + out_offsets, mask=tile_valid, other=0.0)
         p = _probabilities(
-            q, k, bias_ptr, mask_ptr, window, head, tokens, H, W, shift, num_mask_windows, qk_scale_log2,
+            q, k, bias, mask_ptr, window, tokens, H, W, shift, num_mask_windows, qk_scale_log2,
             N, WINDOW_SIZE, HAS_MASK, HAS_SHIFT, DOT_PRECISION,
         )
         grad_v = tl.dot(tl.trans(p.to(grad_out.dtype)), grad_out, input_precision=DOT_PRECISION)
+        tl.store(grad_qkv_ptr + q_offsets + 2 * C, grad_v.to(grad_dtype), mask=tile_valid)
+        v = tl.load(qkv_ptr + q_offsets + 2 * C, mask=tile_valid, other=0.0)
         grad_p = tl.dot(grad_out, tl.trans(v), input_precision=DOT_PRECISION)
         # Softmax backward; padded rows have grad_out = 0 and padded columns p = 0, so their dS is 0.
         grad_s = p * (grad_p - tl.sum(p * grad_p, axis=1)[:, None])
-        grad_q = tl.dot(grad_s.to(k.dtype), k, input_precision=DOT_PRECISION) * scale
-        grad_k = tl.dot(tl.trans(grad_s.to(q.dtype)), q, input_precision=DOT_PRECISION) * scale
-        grad_dtype = grad_qkv_ptr.dtype.element_ty
-        tl.store(grad_qkv_ptr + q_offsets, grad_q.to(grad_dtype), mask=tile_valid)
-        tl.store(grad_qkv_ptr + q_offsets + C, grad_k.to(grad_dtype), mask=tile_valid)
-        tl.store(grad_qkv_ptr + q_offsets + 2 * C, grad_v.to(grad_dtype), mask=tile_valid)
         grad_bias += grad_s.to(grad_bias.dtype)
+        grad_q = tl.dot(grad_s.to(k.dtype), k, input_precision=DOT_PRECISION) * scale
+        tl.store(grad_qkv_ptr + q_offsets, grad_q.to(grad_dtype), mask=tile_valid)
+        grad_k = tl.dot(tl.trans(grad_s.to(q.dtype)), q, input_precision=DOT_PRECISION) * scale
+        tl.store(grad_qkv_ptr + q_offsets + C, grad_k.to(grad_dtype), mask=tile_valid)
     pair_valid = token_valid[:, None] & token_valid[None, :]
     partial_ptrs = grad_bias_partial_ptr + program * (N * N) + tokens[:, None] * N + tokens[None, :]
     tl.store(partial_ptrs, grad_bias, mask=pair_valid)
@@ -253,6 +318,12 @@ def _check_launch(qkv: torch.Tensor, tokens: int) -> None:
         raise RuntimeError("qkv: the Triton kernels run CPU tensors only under TRITON_INTERPRET=1, got a CPU tensor")
 
 
+def _split_scale(scale: float) -> dict:
+    """scale_hi = fp32(scale), scale_lo = fp32(scale - scale_hi): see :func:`_scale_in_compute_dtype`."""
+    hi = struct.unpack("f", struct.pack("f", scale))[0]
+    return {"scale_hi": hi, "scale_lo": scale - hi}
+
+
 class _Problem:
     """Launch geometry shared by the forward and backward launchers: the kernel's runtime scalars and
     constexprs for one call, from the op's arguments."""
@@ -268,7 +339,7 @@ class _Problem:
             H = W = 1  # unused by the window layout
             self.num_windows = qkv.shape[0]
         self.scalars = dict(
-            H=H, W=W, shift=shift, num_mask_windows=1 if mask is None else mask.shape[0], qk_scale_log2=scale * _LOG2E.value
+            H=H, W=W, shift=shift, num_mask_windows=1 if mask is None else mask.shape[0], **_split_scale(scale)
         )
         self.constexprs = dict(
             NUM_HEADS=num_heads,
@@ -281,8 +352,25 @@ class _Problem:
             BLOCK_N=max(16, triton.next_power_of_2(tokens)),
             BLOCK_D=max(16, triton.next_power_of_2(head_dim)),
             DOT_PRECISION=_dot_precision(qkv.dtype),
-            **_launch_options(),
         )
+        # What a launch configuration may depend on: the specialization (constexprs and dtype).
+        self.config_key = dict(self.constexprs, dtype=str(qkv.dtype).removeprefix("torch."))
+
+
+def forward_windows_per_program(num_windows: int) -> int:
+    """Windows one forward program walks (the head's bias is loaded once for them): 4, a constant of
+    the shape, so that a 256x256 image (1,024 windows, 6 heads) still gives 1,536 programs to spread
+    over the SMs while the bias's reads drop 4x."""
+    return min(num_windows, 4)
+
+
+def backward_windows_per_program(num_windows: int) -> int:
+    """Windows one backward program walks, each program writing one fp32 (N, N) bias-gradient partial
+    per head: at most MAX_BIAS_PROGRAMS_PER_HEAD programs per head, so the partials are at most
+    MAX_BIAS_PROGRAMS_PER_HEAD * nH * N * N * 4 bytes (64 programs: 6.3 MB at SwinIR-M) whatever the
+    image size. A function of the shape only: the partials' fixed-order sum, and so the bias
+    gradient's bits, do not depend on the device."""
+    return triton.cdiv(num_windows, min(num_windows, MAX_BIAS_PROGRAMS_PER_HEAD))
 
 
 def _forward(qkv, rel_bias, mask, num_heads, scale, window_size, shift, image_layout):
@@ -292,9 +380,14 @@ def _forward(qkv, rel_bias, mask, num_heads, scale, window_size, shift, image_la
     out = qkv.new_empty((*qkv.shape[:-1], qkv.shape[-1] // 3))
     if problem.num_windows == 0:
         return out
-    grid = (problem.num_windows * num_heads,)
+    windows_per_program = forward_windows_per_program(problem.num_windows)
+    grid = (triton.cdiv(problem.num_windows, windows_per_program) * num_heads,)
+    config = launch_config("_window_attention_fwd_kernel", problem.config_key, forward_config)
     with _device_guard(qkv):
-        _window_attention_fwd_kernel[grid](qkv, rel_bias, mask, out, **problem.scalars, **problem.constexprs)
+        _window_attention_fwd_kernel[grid](
+            qkv, rel_bias, mask, out, problem.num_windows, windows_per_program,
+            **problem.scalars, **problem.constexprs, **config,
+        )
     return out
 
 
@@ -305,14 +398,15 @@ def _backward(grad_out, qkv, rel_bias, mask, num_heads, scale, window_size, shif
     grad_qkv = torch.empty_like(qkv)
     if problem.num_windows == 0:
         return grad_qkv, torch.zeros_like(rel_bias)
-    programs_per_head = min(problem.num_windows, MAX_BIAS_PROGRAMS_PER_HEAD)
+    windows_per_program = backward_windows_per_program(problem.num_windows)
+    groups = triton.cdiv(problem.num_windows, windows_per_program)
     accumulate = torch.float64 if qkv.dtype == torch.float64 else torch.float32
-    partial = qkv.new_empty((programs_per_head, *rel_bias.shape), dtype=accumulate)  # (P, nH, N, N)
-    grid = (programs_per_head * num_heads,)
+    partial = qkv.new_empty((groups, *rel_bias.shape), dtype=accumulate)  # (groups, nH, N, N)
+    config = launch_config("_window_attention_bwd_kernel", problem.config_key, backward_config)
     with _device_guard(qkv):
-        _window_attention_bwd_kernel[grid](
-            grad_out, qkv, rel_bias, mask, grad_qkv, partial, problem.num_windows, programs_per_head,
-            scale=scale, **problem.scalars, **problem.constexprs,
+        _window_attention_bwd_kernel[(groups * num_heads,)](
+            grad_out, qkv, rel_bias, mask, grad_qkv, partial, problem.num_windows, windows_per_program,
+            **problem.scalars, **problem.constexprs, **config,
         )
     return grad_qkv, partial.sum(0).to(rel_bias.dtype)
 
