@@ -200,3 +200,12 @@ def test_import_without_the_extension_warns_once_and_uses_the_reference():
     assert "backend 'cpu' cannot run window_partition" in refused and "blocked by the test" in refused
     assert count == "1"
     assert "extension is not built" in warning and "pip install --no-build-isolation -e ." in warning
+
+
+def test_requested_cuda_backend_names_the_attention_window_limit():
+    """The chooser passes the call's window and head sizes to the CUDA limits (windows of 12x12 = 144
+    tokens are beyond the CUDA kernel): the error names the limit, not some later failure."""
+    qkv = torch.zeros(1, 12, 12, 3 * 8)
+    args = (qkv, torch.zeros(2, 144, 144), 2, 12, 6, None)
+    with sk.use_backend("cuda"), pytest.raises(RuntimeError, match="at most 64 tokens per window, got 144"):
+        _backend.choose("shifted_window_attention", qkv, args)
