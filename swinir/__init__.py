@@ -10,7 +10,7 @@ from .accelerate import accelerate
 from .checkpoint import infer_config, load, unwrap_state_dict
 from .model import SwinIR
 from .presets import PRESETS, Preset, build
-from .training import charbonnier_loss, l1_loss
+from .losses import charbonnier_loss, l1_loss
 
 __all__ = [
     "PRESETS",

@@ -180,8 +180,12 @@ def _restore(args) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    from . import distributed
+
+    context = distributed.setup(args.device)  # under torchrun: this rank's device; each rank restores a share
+    device, args.quiet = context.device, args.quiet or not context.is_main
     pairs, failures = _collect_inputs(args.inputs, args.recursive, args.output)
+    pairs = distributed.shard(pairs, lambda pair: os.path.realpath(_output_path(args, pair[1])), context)
     if not pairs:
         raise CliError("no input images")
     model = _load_model(args).to(device)
@@ -191,7 +195,7 @@ def _restore(args) -> int:
 
     jobs, claimed = [], {}
     for path, stem in pairs:
-        out_path = os.path.join(args.output, stem + RESTORED_SUFFIX + ".png")
+        out_path = _output_path(args, stem)
         key = os.path.realpath(out_path)
         if key == os.path.realpath(path):
             _report(f"{path}: the output would replace the input; choose another OUTDIR")
@@ -200,7 +204,9 @@ def _restore(args) -> int:
             _report(f"{path}: output {out_path} would also be written for {claimed[key]}; rename one of them")
             failures += 1
         elif os.path.exists(out_path) and not args.overwrite:
-            _report(f"{out_path}: already exists (pass --overwrite to replace it)")
+            if args.skip_existing:
+                continue
+            _report(f"{out_path}: already exists (pass --overwrite to replace it, or --skip-existing)")
             failures += 1
         else:
             claimed[key] = path
@@ -255,7 +261,13 @@ def _restore(args) -> int:
         if len(pending) >= (args.batch if batch_images else 1):
             failures += flush()
     failures += flush()
+    failures = distributed.total(context, [failures])[0]  # every rank exits 1 if any rank failed
+    distributed.teardown(context)
     return 1 if failures else 0
+
+
+def _output_path(args, stem: str) -> str:
+    return os.path.join(args.output, stem + RESTORED_SUFFIX + ".png")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -438,6 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--batch", type=_positive_int, default=1, metavar="N",
                          help="tiles of an image (or equal-size images, untiled) run N at a time")
     restore.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    restore.add_argument("--skip-existing", action="store_true",
+                         help="leave existing outputs alone and restore only the missing ones (finish a run)")
     restore.add_argument("-q", "--quiet", action="store_true", help="no progress bars or notes, only errors")
     restore.set_defaults(handler=_restore)
 
@@ -482,6 +496,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--dtype", choices=DTYPES, default="fp32")
     bench.add_argument("--repeats", type=_positive_int, help="timed runs per path (default 2 on CPU, 20 on GPU)")
     bench.set_defaults(handler=_bench)
+
+    from .train_cli import add_train_command
+
+    add_train_command(commands)
     return parser
 
 
