@@ -225,8 +225,9 @@ def _one_error_line(capsys):
 
 
 RUN_ARGS = ["--patch", "8", "--batch", "2", "--workers", "0"]
-TINY_ARGS = ["--arch", "upscale=2", "upsampler=pixelshuffledirect", "embed_dim=12", "depths=[2]", "num_heads=[2]",
-             "window_size=4", "img_size=8", "drop_path_rate=0", *RUN_ARGS]
+ARCH_ARGS = ["--arch", "upscale=2", "upsampler=pixelshuffledirect", "embed_dim=12", "depths=[2]", "num_heads=[2]",
+             "window_size=4", "img_size=8", "mlp_ratio=2.0", "drop_path_rate=0"]  # SR_X2
+TINY_ARGS = [*ARCH_ARGS, *RUN_ARGS]
 
 
 def test_no_images_and_images_smaller_than_a_patch(tmp_path, capsys):
