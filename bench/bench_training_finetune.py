@@ -55,7 +55,8 @@ def bicubic_baseline(val: str) -> tuple[float, float]:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--testsets", default=os.environ.get("SWINIR_TESTSETS", os.path.join(ROOT, "..", "shared", "data", "testsets")))
+    parser.add_argument("--testsets", help="the shared test images (default: $SWINIR_TESTSETS or ../shared/data/testsets)",
+                        default=os.environ.get("SWINIR_TESTSETS", os.path.join(ROOT, "..", "shared", "data", "testsets")))
     parser.add_argument("--steps", type=int, nargs=2, default=(800, 400), metavar=("SCRATCH", "FINETUNE"))
     parser.add_argument("--val-every", type=int, default=100)
     parser.add_argument("--out", help="run folder (default: a temporary one)")

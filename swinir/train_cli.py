@@ -103,7 +103,7 @@ def add_train_command(commands) -> argparse.ArgumentParser:
 def run_train(args: argparse.Namespace) -> int:
     """The handler: 0 when the run finished (or reached --until), 1 with one ``swinir: error:`` line."""
     from . import distributed
-    from .train import TrainError, Trainer, TrainOptions
+    from .train import Trainer, TrainError, TrainOptions
 
     options = TrainOptions(
         out=args.out, hr=args.hr, lr=args.lr, init=args.init, preset=args.preset, arch=dict(args.arch),

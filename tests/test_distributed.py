@@ -54,8 +54,8 @@ def _ranks(code: str, timeout=120) -> list[subprocess.CompletedProcess]:
 
 def test_two_processes_train_the_same_model_as_one_and_resume(tmp_path):
     hr = _images(tmp_path / "hr", [(40, 44), (36, 48)])
-    common = ["train", "--hr", hr, "--steps", "4", "--batch", "4", "--save-every", "2", *ARCH_ARGS, "--patch", "8", "--workers", "0",
-              "-q"]
+    common = ["train", "--hr", hr, "--steps", "4", "--batch", "4", "--save-every", "2", *ARCH_ARGS, "--patch", "8",
+              "--workers", "0", "-q"]
     first = _torchrun(*common, "--out", tmp_path / "ddp", "--until", "2")
     assert first.returncode == 0, first.stderr[-3000:]
     resumed = _torchrun(*common, "--out", tmp_path / "ddp", "--resume")
