@@ -1,6 +1,7 @@
 """`swinir train` and `swinir restore` on 2 CPU processes (gloo on 127.0.0.1): the same model as one
 process, resume under DDP, a dying rank stops the others, a folder shared between ranks."""
 
+import csv
 import os
 import socket
 import subprocess
@@ -54,16 +55,16 @@ def _ranks(code: str, timeout=120) -> list[subprocess.CompletedProcess]:
 
 def test_two_processes_train_the_same_model_as_one_and_resume(tmp_path):
     hr = _images(tmp_path / "hr", [(40, 44), (36, 48)])
-    common = ["train", "--hr", hr, "--steps", "4", "--batch", "4", "--save-every", "2", *ARCH_ARGS, "--patch", "8",
-              "--workers", "0", "-q"]
+    common = ["train", "--hr", hr, "--val", hr, "--val-every", "2", "--steps", "4", "--batch", "4", "--save-every", "2",
+              *ARCH_ARGS, "--patch", "8", "--workers", "0", "-q"]
     first = _torchrun(*common, "--out", tmp_path / "ddp", "--until", "2")
     assert first.returncode == 0, first.stderr[-3000:]
     resumed = _torchrun(*common, "--out", tmp_path / "ddp", "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
     torch.set_num_threads(1)
-    training.train(out=str(tmp_path / "one"), hr=hr, arch=SR_X2, patch=8, batch=4, steps=4, save_every=2, workers=0,
-                   quiet=True)
+    single = training.train(out=str(tmp_path / "one"), hr=hr, val=hr, val_every=2, arch=SR_X2, patch=8, batch=4, steps=4,
+                            save_every=2, workers=0, quiet=True)
     one = torch.load(tmp_path / "one" / "step_00000004.pth", weights_only=True)
     two = torch.load(tmp_path / "ddp" / "step_00000004.pth", weights_only=True)
     for key in ("params", "params_ema"):
@@ -72,6 +73,13 @@ def test_two_processes_train_the_same_model_as_one_and_resume(tmp_path):
     start = torch.load(tmp_path / "ddp" / "step_00000002.pth", weights_only=True)
     moved = not torch.equal(start["params"]["conv_first.weight"], two["params"]["conv_first.weight"])
     assert moved  # the resumed half really trained
+    # validation: each rank scored one of the two images, the means agree with one process's
+    with open(tmp_path / "ddp" / "val.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(row["step"]) for row in rows] == [2, 4]
+    for row, expected in zip(rows, single.validation):
+        assert float(row["psnr"]) == pytest.approx(expected["psnr"], abs=1e-3)
+        assert float(row["ssim_y"]) == pytest.approx(expected["ssim_y"], abs=1e-5)
 
 
 def test_a_rank_that_dies_stops_the_others_with_a_clear_error(tmp_path):

@@ -149,6 +149,13 @@ def test_an_interrupted_and_resumed_run_equals_an_uninterrupted_one_bit_for_bit(
     assert not torch.equal(middle["params"]["conv_first.weight"], _final_state(whole.out)["params"]["conv_first.weight"])
 
 
+def test_data_loading_processes_give_the_same_run(tmp_path):
+    in_process = training.train(**vars(_options(tmp_path, SR_X2, steps=3, out=str(tmp_path / "a"))))
+    with_workers = training.train(**vars(_options(tmp_path, SR_X2, steps=3, out=str(tmp_path / "b"), workers=2)))
+    _assert_same_state(torch.load(in_process.checkpoint, weights_only=True),
+                       torch.load(with_workers.checkpoint, weights_only=True))
+
+
 def test_the_saved_model_loads_in_swinir_load_and_the_official_class(tmp_path):
     options = _options(tmp_path, SR_X2, steps=3, ema_decay=0.5)
     result = training.train(**vars(options))
