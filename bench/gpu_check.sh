@@ -31,6 +31,9 @@ fi
 tail -3 "$out/build.log"
 
 if wants test; then
+  echo "== selftest (first-use checks of every op x backend x dtype, SwinIR-M timings)"
+  python3 -m swinir_kernels.selftest --device cuda 2>&1 | tee "$out/selftest.md" | tail -45
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
   echo "== tests (all, CUDA included)"
   python3 -m pytest -q -rs -p no:cacheprovider --junitxml="$out/tests.xml" "$@" 2>&1 | tee "$out/tests.log" | tail -30
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1

@@ -1,6 +1,7 @@
 """Run the Swin Transformer layers of an existing SwinIR (official, KAIR, BasicSR, spandrel copies)
 on the fused ops, with its own weights and without importing any of those packages."""
 
+import math
 import types
 
 import torch
@@ -24,12 +25,18 @@ def is_swin_block(module: nn.Module) -> bool:
 
 def _fused_official_forward(block: nn.Module, x: torch.Tensor, x_size=None) -> torch.Tensor:
     """The official block signature: x (B, H*W, C) tokens, x_size (H, W) -> (B, H*W, C) in x's dtype.
-    (BasicSR's checkpointed path passes no x_size; only a square image can be recovered then.)"""
+    BasicSR's SwinIR with ``use_checkpoint=True`` calls ``checkpoint(blk, x)`` and drops x_size (its
+    own blocks then fail with a TypeError); only a square image can be recovered from L alone."""
     B, L, C = x.shape
     if x_size is None:
-        side = int(L**0.5)
+        side = math.isqrt(L)
         if side * side != L:
-            raise ValueError(f"x_size: needed for a non-square token grid of {L} tokens")
+            raise ValueError(
+                f"x_size: this Swin block was called without x_size, so the image shape of {L} tokens is unknown "
+                "(only square grids can be recovered). BasicSR's SwinIR with use_checkpoint=True drops x_size "
+                "when it checkpoints a block; build it with use_checkpoint=False, or use swinir.SwinIR, whose "
+                "checkpointing keeps the shape"
+            )
         x_size = (side, side)
     H, W = x_size
     out = swin_block_forward(block, x.reshape(B, H, W, C).float())

@@ -1,11 +1,16 @@
 """``swinir bench``: one SwinIR preset with random weights, our kernels (backend 'auto') next to the
 pure-PyTorch reference path (backend 'reference'), on the same weights and input.
 
-Reported per path: median latency of ``repeats`` timed forwards (after warm-up), output megapixels
-per second (H*s x W*s / latency), peak memory (CUDA: ``torch.cuda.max_memory_allocated`` during the
-timed runs; CPU: growth of the process's peak resident set size, reset through
-``/proc/self/clear_refs`` where Linux allows it), and the largest absolute output difference from
-the reference path.
+The two paths are timed in alternation (reference, ours, reference, ours, ...) after warm-up, with
+the CPU thread count pinned for both, so that a machine's load drifts over both alike. Reported per
+path: median latency of ``repeats`` forwards with the fastest and slowest run, output megapixels per
+second (H*s x W*s / median latency), peak memory (CUDA: ``torch.cuda.max_memory_allocated``; CPU:
+growth of the process's peak resident set size, reset through ``/proc/self/clear_refs`` where Linux
+allows it), and the largest absolute output difference from the reference path.
+
+The speed-up is reported with its range over the runs (slowest reference / fastest ours and the
+reverse). When that range spans more than a factor :data:`SPREAD_WARNING`, the machine was too noisy
+for the ratio to mean anything and the report says so.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ import time
 import torch
 
 CPU_DEFAULT_SIZE = (32, 32)
+# Speed-up range (best case / worst case over the runs) above which the ratio is reported as noise:
+# beyond 1.5 the median ratio is uncertain by more than about +-20%.
+SPREAD_WARNING = 1.5
 GPU_DEFAULT_SIZE = (256, 256)
 
 
@@ -26,10 +34,15 @@ GPU_DEFAULT_SIZE = (256, 256)
 class PathResult:
     name: str
     backend: str
-    latency_s: float
+    latencies_s: list[float]
     megapixels_per_s: float
     peak_memory_bytes: int | None
     max_abs_diff: float
+
+    @property
+    def latency_s(self) -> float:
+        """Median latency."""
+        return statistics.median(self.latencies_s)
 
 
 @dataclasses.dataclass
@@ -40,6 +53,7 @@ class Report:
     device: str
     dtype: str
     repeats: int
+    threads: int
     default_size: bool
     memory_kind: str
     auto_backend: str
@@ -100,30 +114,42 @@ def _autocast(device: torch.device, dtype: str):
     return torch.autocast(device.type, dtype=torch.bfloat16 if dtype == "bf16" else torch.float16)
 
 
-def _time_path(model, x, device, dtype, warmup, repeats):
-    def forward():
-        with torch.inference_mode(), _autocast(device, dtype):
-            return model(x)
+def _forward(model, x, device, dtype):
+    with torch.inference_mode(), _autocast(device, dtype):
+        return model(x)
 
-    for _ in range(warmup):
-        output = forward()
-    latencies = []
+
+def _timed_forward(model, x, device, dtype) -> tuple[torch.Tensor, float]:
+    """One forward: (output, seconds)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    output = _forward(model, x, device, dtype)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return output, time.perf_counter() - start
+
+
+def _peak_memory(model, x, device, dtype) -> int | None:
+    """Peak memory of one more, untimed, forward (resetting the CPU's peak RSS returns freed pages to
+    the OS, whose faults would otherwise be timed)."""
     with _PeakMemory(device) as memory:
-        for _ in range(repeats):
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start = time.perf_counter()
-            output = forward()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            latencies.append(time.perf_counter() - start)
-    return output.float(), statistics.median(latencies), memory.peak
+        _forward(model, x, device, dtype)
+    return memory.peak
+
+
+def speedup_range(ours: PathResult, reference: PathResult) -> tuple[float, float, float]:
+    """(median ratio, worst case, best case) of reference latency over ours across the runs."""
+    return (reference.latency_s / ours.latency_s, min(reference.latencies_s) / max(ours.latencies_s),
+            max(reference.latencies_s) / min(ours.latencies_s))
 
 
 def run(preset: str = "classical_sr_x4", size: tuple[int, int] | None = None, device: str | None = None,
-        dtype: str = "fp32", repeats: int | None = None, overrides: dict | None = None) -> Report:
+        dtype: str = "fp32", repeats: int | None = None, overrides: dict | None = None,
+        threads: int | None = None) -> Report:
     """Benchmark ``preset`` (random weights, seed 0) on a random (1, in_chans, *size) input;
-    ``overrides`` replace preset constructor kwargs (e.g. a smaller embed_dim)."""
+    ``overrides`` replace preset constructor kwargs (e.g. a smaller embed_dim); ``threads`` pins
+    ``torch.set_num_threads`` for the run (default: the current count), restored afterwards."""
     import swinir
     import swinir_kernels
 
@@ -133,57 +159,80 @@ def run(preset: str = "classical_sr_x4", size: tuple[int, int] | None = None, de
     on_gpu = device.type == "cuda"
     default_size = size is None
     size = size or (GPU_DEFAULT_SIZE if on_gpu else CPU_DEFAULT_SIZE)
-    repeats = repeats or (20 if on_gpu else 2)
+    repeats = repeats or (20 if on_gpu else 3)
     warmup = 3 if on_gpu else 1
+    previous_threads = torch.get_num_threads()
+    threads = threads or previous_threads
 
     torch.manual_seed(0)
     overrides = overrides or {}
     ours = swinir.build(preset, **overrides, backend="auto").eval().to(device)
     reference = swinir.build(preset, **overrides, backend="reference").eval().to(device)
     reference.load_state_dict(ours.state_dict())
+    models = {"reference": reference, "ours": ours}
     x = torch.rand(1, ours.in_chans, *size, device=device)
     output_pixels = size[0] * size[1] * ours.upscale**2
 
-    probe = torch.zeros(1, 64, 3 * 32, device=device)
+    torch.set_num_threads(threads)
     try:
-        auto_backend = swinir_kernels.explain_backend("shifted_window_attention", probe)
-    except (RuntimeError, ValueError) as error:
-        auto_backend = f"unknown ({error})"
-
-    measured = {}
-    for name, model in (("reference", reference), ("ours", ours)):
-        measured[name] = _time_path(model, x, device, dtype, warmup, repeats)
-    reference_output = measured["reference"][0]
+        for model in models.values():
+            for _ in range(warmup):
+                _forward(model, x, device, dtype)
+        outputs, latencies = {}, {name: [] for name in models}
+        for _ in range(repeats):  # alternate the paths so that load changes hit both
+            for name, model in models.items():
+                outputs[name], elapsed = _timed_forward(model, x, device, dtype)
+                latencies[name].append(elapsed)
+        peaks = {name: _peak_memory(model, x, device, dtype) for name, model in models.items()}
+    finally:
+        torch.set_num_threads(previous_threads)
+    # The backend of each op in ours' latest calls (auto chooses per op, and on a GPU per checked kernel).
+    used = swinir_kernels.backends_used()
+    auto_backend = ", ".join(f"{op} on {used[op].split(':')[0]}" for op in sorted(used)) or "no op called"
+    reference_output = outputs["reference"].float()
     results = []
     for name, backend in (("ours", "auto"), ("reference", "reference")):
-        output, latency, peak = measured[name]
-        results.append(PathResult(name, backend, latency, output_pixels / latency / 1e6, peak,
-                                  float((output - reference_output).abs().max())))
+        median = statistics.median(latencies[name])
+        results.append(PathResult(name, backend, latencies[name], output_pixels / median / 1e6, peaks[name],
+                                  float((outputs[name].float() - reference_output).abs().max())))
     memory_kind = "CUDA max_memory_allocated" if on_gpu else (
         "peak RSS growth" if _reset_peak_rss() else "unavailable (cannot reset peak RSS here)")
-    return Report(preset, size, ours.upscale, str(device), dtype, repeats, default_size, memory_kind,
+    return Report(preset, size, ours.upscale, str(device), dtype, repeats, threads, default_size, memory_kind,
                   auto_backend, results)
 
 
+def _significant(value: float) -> str:
+    """Three significant digits without exponent (0.0412, 3.58, 1234)."""
+    return f"{value:.0f}" if value >= 1000 else f"{value:.3g}"
+
+
 def format_report(report: Report) -> str:
-    """A plain-text table of ``report``."""
+    """A plain-text table of ``report``, the speed-up with its range, and a warning when it is noise."""
     height, width = report.size
     lines = [
         f"SwinIR benchmark: preset {report.preset} (random weights), input 1x{height}x{width} -> "
         f"{height * report.scale}x{width * report.scale}, {report.dtype}, {report.device}, "
-        f"median of {report.repeats} runs" + (" (pass --size for another input size)" if report.default_size else ""),
+        f"{report.threads} CPU thread(s), median of {report.repeats} alternating runs per path"
+        + (" (pass --size for another input size)" if report.default_size else ""),
     ]
     if report.default_size and report.device == "cpu":
         lines.append(f"note: small default input {width}x{height} on CPU so that the run takes about a minute")
-    lines.append(f"ours = backend 'auto' (attention on {report.auto_backend}); reference = backend 'reference'")
+    lines.append(f"ours = backend 'auto' ({report.auto_backend}); reference = backend 'reference'")
     lines.append(f"memory: {report.memory_kind}")
-    header = f"{'path':<10} {'backend':<10} {'latency ms':>11} {'MP/s':>9} {'peak MiB':>9} {'max |diff|':>11}"
+    header = (f"{'path':<10} {'backend':<10} {'median ms':>10} {'min..max ms':>17} {'MP/s':>7} {'peak MiB':>9} "
+              f"{'max |diff|':>11}")
     lines += [header, "-" * len(header)]
     for result in report.results:
         memory = "n/a" if result.peak_memory_bytes is None else f"{result.peak_memory_bytes / 2**20:.1f}"
-        lines.append(f"{result.name:<10} {result.backend:<10} {result.latency_s * 1e3:11.1f} "
-                     f"{result.megapixels_per_s:9.4f} {memory:>9} {result.max_abs_diff:11.3g}")
+        spread = f"{min(result.latencies_s) * 1e3:.1f}..{max(result.latencies_s) * 1e3:.1f}"
+        lines.append(f"{result.name:<10} {result.backend:<10} {result.latency_s * 1e3:10.1f} {spread:>17} "
+                     f"{_significant(result.megapixels_per_s):>7} {memory:>9} {result.max_abs_diff:11.3g}")
     ours, reference = report.results
-    lines.append(f"speed-up ours vs reference: {reference.latency_s / ours.latency_s:.2f}x")
+    ratio, worst, best = speedup_range(ours, reference)
+    lines.append(f"speed-up ours vs reference: {ratio:.2f}x (median; {worst:.2f}x..{best:.2f}x over the runs)")
+    if report.repeats == 1:
+        lines.append("note: one run per path, so no spread was measured; pass --repeats 5 or more")
+    elif best / worst > SPREAD_WARNING:
+        lines.append(f"warning: the runs vary too much for this speed-up to mean anything ({worst:.2f}x..{best:.2f}x); "
+                     "the machine is busy or the runs are too few: rerun on a quiet machine, with more --repeats")
     return "\n".join(lines)
-

@@ -18,12 +18,18 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 
+from .files import atomic_write_bytes, default_file_mode
+
 OFFICIAL_URL = "https://github.com/JingyunLiang/SwinIR/releases/download/v0.0"
 _CHUNK = 1 << 20
 
 
 class HubError(Exception):
     """A named checkpoint could not be resolved, downloaded or verified; the message says why."""
+
+
+class CheckpointNotFound(HubError, FileNotFoundError):
+    """Neither an existing file nor a known checkpoint name."""
 
 
 def cache_dir() -> str:
@@ -47,8 +53,6 @@ def _sha256(path: str) -> str:
 
 
 def _write_sidecar(path: str, digest: str) -> None:
-    from .imageio import atomic_write_bytes
-
     atomic_write_bytes(path + ".sha256", f"{digest}  {os.path.basename(path)}\n".encode())
 
 
@@ -73,10 +77,14 @@ def resolve(spec: str, *, verify: Callable[[str], object], progress: bool = True
     elif spec in names.values():
         file_name = spec
     elif os.path.sep in spec or os.path.splitext(spec)[1]:
-        raise HubError(f"checkpoint file not found: {spec}")
+        raise CheckpointNotFound(f"checkpoint file not found: {spec}")
     else:
-        raise HubError(f"unknown checkpoint {spec!r}: not a file and not a named checkpoint "
-                       f"(known names: {', '.join(sorted(names))})")
+        import difflib
+
+        close = difflib.get_close_matches(spec, sorted(names), n=3)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise CheckpointNotFound(f"unknown checkpoint {spec!r}: not a file and not a named checkpoint ({hint}the "
+                                 "names are those of swinir.PRESETS, listed in `swinir restore --help`)")
     return fetch(file_name, verify=verify, progress=progress)
 
 
@@ -95,6 +103,7 @@ def fetch(file_name: str, *, verify: Callable[[str], object], progress: bool = T
         raise HubError(f"cannot write to the checkpoint cache {folder} ({error.strerror or error}); "
                        "set SWINIR_CACHE to a writable folder") from None
     try:
+        os.fchmod(descriptor, default_file_mode())  # mkstemp's 0600 would hide the cache from other users
         with os.fdopen(descriptor, "wb") as handle:
             digest = _download(url, handle, progress)
         try:

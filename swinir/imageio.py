@@ -1,14 +1,13 @@
-"""Reading and writing images for the command line: PNG, JPEG, TIFF, BMP and WebP through Pillow.
+"""Reading and writing images for the command line: PNG, JPEG, TIFF, BMP and WebP.
 
 Pixels travel as float32 arrays of shape (H, W, C), C = 1 (gray) or 3 (RGB), with values in [0, 1];
 an alpha channel travels separately as (H, W). ``bit_depth`` (8 or 16) records the source precision
 so that a 16-bit input gives a 16-bit output.
 
-Pillow (as of 13) decodes 16-bit *colour* PNGs to 8 bits and cannot encode them at all, so every
-16-bit PNG (gray, gray+alpha, RGB, RGBA) goes through the small codec in this module instead
-(non-interlaced files; the ones Pillow, libpng defaults and this module write). Writes are atomic:
-the image goes to a temporary file in the destination folder, then ``os.replace`` moves it into place,
-so an interrupted run never leaves a truncated output behind.
+8-bit images go through Pillow (every format, palettes, EXIF orientation). Pillow (as of 13) decodes
+16-bit *colour* PNG and TIFF files to 8 bits and cannot encode them, so 16-bit PNG and TIFF files
+(gray, gray+alpha, RGB, RGBA; interlaced or not) go through OpenCV (libpng, libtiff), the library
+the SR field's own scripts use. Writes are atomic (:mod:`swinir.files`).
 """
 
 from __future__ import annotations
@@ -16,12 +15,11 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
-import struct
-import tempfile
-import zlib
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .files import atomic_write_bytes
 
 #: file suffix -> Pillow format name, for everything we read and write
 FORMATS = {
@@ -35,8 +33,14 @@ FORMATS = {
 }
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# PNG colour type -> (channels, has alpha)
-_PNG_COLOUR_TYPES = {0: (1, False), 2: (3, False), 4: (2, True), 6: (4, True)}
+_PNG_GRAY_COLOUR_TYPES = (0, 4)  # IHDR colour type: gray, gray + alpha
+_TIFF_BITS_PER_SAMPLE = 258
+_TIFF_PHOTOMETRIC = 262
+_TIFF_GRAY_PHOTOMETRICS = (0, 1)  # white is zero, black is zero
+_SIXTEEN_BIT_FORMATS = ("PNG", "TIFF")  # what OpenCV reads and writes at 16 bits
+
+
+ALREADY_EXISTS = "already exists (pass --overwrite to replace it, or --skip-existing to keep it)"
 
 
 class ImageError(Exception):
@@ -80,17 +84,45 @@ def read_image(path: str) -> LoadedImage:
     try:
         with open(path, "rb") as handle:
             head = handle.read(26)
-        if head.startswith(_PNG_SIGNATURE) and head[24] == 16:
-            return _read_png16(path)
+        if head.startswith(_PNG_SIGNATURE) and len(head) == 26 and head[24] == 16:
+            return _read_sixteen_bit(path, gray=head[25] in _PNG_GRAY_COLOUR_TYPES)
         with Image.open(path) as image:
+            if image.format == "TIFF" and max(_as_tuple(image.tag_v2.get(_TIFF_BITS_PER_SAMPLE, 8))) > 8:
+                return _read_sixteen_bit(path, gray=image.tag_v2.get(_TIFF_PHOTOMETRIC) in _TIFF_GRAY_PHOTOMETRICS)
             image.load()
             # Cameras store rotation in EXIF; users expect the picture the way viewers show it.
             image = ImageOps.exif_transpose(image)
             return _from_pillow(image)
     except ImageError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, zlib.error, struct.error) as error:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise ImageError(f"{path}: cannot read image ({error})") from None
+
+
+def _as_tuple(value) -> tuple:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,)
+
+
+def _read_sixteen_bit(path: str, gray: bool) -> LoadedImage:
+    """A 16-bit PNG or TIFF through OpenCV. OpenCV returns BGR[A], and gray + alpha as BGRA with the gray
+    value in all three colour channels, so ``gray`` (from the file's header) says which it was."""
+    import cv2
+
+    data = np.fromfile(path, dtype=np.uint8)  # not cv2.imread: it cannot open every path on every OS
+    samples = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if samples is None:
+        raise ImageError(f"{path}: cannot read image (OpenCV could not decode this 16-bit file)")
+    if samples.dtype != np.uint16:
+        raise ImageError(f"{path}: cannot read image (expected 16-bit samples, OpenCV gave {samples.dtype})")
+    if samples.ndim == 2:
+        samples = samples[..., None]
+    channels = samples.shape[2]
+    if channels not in (1, 3, 4):
+        raise ImageError(f"{path}: cannot read image ({channels} channels; expected gray, RGB or RGBA)")
+    colour = [0] if gray or channels == 1 else [2, 1, 0]
+    values = samples.astype(np.float32) / 65535.0
+    pixels = np.ascontiguousarray(values[..., colour])
+    return LoadedImage(pixels, np.ascontiguousarray(values[..., 3]) if channels == 4 else None, 16)
 
 
 def _from_pillow(image: Image.Image) -> LoadedImage:
@@ -130,148 +162,52 @@ def write_image(path: str, pixels: np.ndarray, alpha: np.ndarray | None = None, 
                 *, overwrite: bool = False, quality: int = 95) -> None:
     """Write (H, W, C) [0, 1] ``pixels`` (+ optional (H, W) ``alpha``) to ``path`` atomically.
 
-    bit_depth 16 is only available for PNG (and gray TIFF); other formats are written at 8 bits.
+    bit_depth 16 is available for PNG and TIFF; other formats are written at 8 bits.
     Raises :class:`ImageError` if ``path`` exists and ``overwrite`` is false, or cannot be written.
     """
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in FORMATS:
         raise ImageError(f"{path}: unsupported output format {suffix!r} (use one of {', '.join(sorted(FORMATS))})")
     if os.path.exists(path) and not overwrite:
-        raise ImageError(f"{path}: already exists (pass --overwrite to replace it)")
+        raise ImageError(f"{path}: {ALREADY_EXISTS}")
     channels = [pixels[..., c] for c in range(pixels.shape[2])]
     if alpha is not None:
         channels.append(alpha)
     stacked = np.stack(channels, axis=-1)
     fmt = FORMATS[suffix]
-    if bit_depth == 16 and fmt == "PNG":
-        payload = _encode_png16(quantize(stacked, 16))
+    if bit_depth == 16 and fmt in _SIXTEEN_BIT_FORMATS:
+        payload = _encode_sixteen_bit(quantize(stacked, 16), suffix)
     else:
-        payload = _encode_pillow(stacked, bit_depth if fmt == "TIFF" else 8, fmt, quality)
-    _atomic_write(path, payload)
+        payload = _encode_pillow(stacked, fmt, quality)
+    try:
+        atomic_write_bytes(path, payload, overwrite=overwrite)
+    except FileExistsError:
+        raise ImageError(f"{path}: {ALREADY_EXISTS}") from None
+    except OSError as error:
+        raise ImageError(f"{path}: cannot write ({error.strerror or error})") from None
 
 
-def _encode_pillow(stacked: np.ndarray, bit_depth: int, fmt: str, quality: int) -> bytes:
-    if bit_depth == 16 and stacked.shape[2] == 1:
-        image = Image.fromarray(quantize(stacked[..., 0], 16))
-    else:
-        data = quantize(stacked, 8)
-        image = Image.fromarray(data[..., 0] if data.shape[2] == 1 else data, mode=None)
-        if fmt == "JPEG" and image.mode in ("LA", "RGBA"):  # JPEG has no alpha channel
-            image = image.convert(image.mode[:-1])
+def _encode_sixteen_bit(samples: np.ndarray, suffix: str) -> bytes:
+    """uint16 (H, W, C), C in 1..4 (gray, gray+alpha, RGB, RGBA) -> PNG or TIFF bytes through OpenCV.
+    OpenCV cannot write gray + alpha: that becomes RGBA with R = G = B (the same picture)."""
+    import cv2
+
+    channels = samples.shape[2]
+    order = {1: [0], 2: [0, 0, 0, 1], 3: [2, 1, 0], 4: [2, 1, 0, 3]}[channels]
+    ok, encoded = cv2.imencode(suffix, np.ascontiguousarray(samples[..., order]))
+    if not ok:
+        raise ImageError(f"OpenCV could not encode a 16-bit {suffix} image of shape {samples.shape}")
+    return encoded.tobytes()
+
+
+def _encode_pillow(stacked: np.ndarray, fmt: str, quality: int) -> bytes:
+    data = quantize(stacked, 8)
+    image = Image.fromarray(data[..., 0] if data.shape[2] == 1 else data, mode=None)
+    if fmt == "JPEG" and image.mode in ("LA", "RGBA"):  # JPEG has no alpha channel
+        image = image.convert(image.mode[:-1])
     buffer = io.BytesIO()
     options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
     if fmt == "WEBP":  # lossless, and keep the colour of fully transparent pixels
         options.update(lossless=True, exact=True)
     image.save(buffer, format=fmt, **options)
     return buffer.getvalue()
-
-
-def _atomic_write(path: str, payload: bytes) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(folder, exist_ok=True)
-        descriptor, temp_path = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    except OSError as error:
-        raise ImageError(f"{path}: cannot write ({error.strerror or error})") from None
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(payload)
-        os.replace(temp_path, path)
-    except OSError as error:
-        raise ImageError(f"{path}: cannot write ({error.strerror or error})") from None
-    finally:  # also on KeyboardInterrupt: never leave the temporary file behind
-        if os.path.exists(temp_path):
-            os.unlink(temp_path)
-
-
-def atomic_write_bytes(path: str, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    _atomic_write(path, payload)
-
-
-# ---------------------------------------------------------------------------------------------------
-# 16-bit PNG codec (the part of PNG that Pillow lacks). PNG stores samples big-endian, each scanline
-# prefixed with a filter byte; the filters predict a byte from the byte one *pixel* to the left (a),
-# the byte above (b) and the byte above-left (c).
-
-
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-
-def _encode_png16(samples: np.ndarray) -> bytes:
-    """uint16 (H, W, C) -> PNG bytes, C in 1..4 (gray, gray+alpha, RGB, RGBA); filter 'None' on every row."""
-    height, width, channels = samples.shape
-    colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
-    rows = samples.astype(">u2").reshape(height, -1).view(np.uint8)
-    raw = np.concatenate([np.zeros((height, 1), np.uint8), rows], axis=1).tobytes()
-    header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
-    return (_PNG_SIGNATURE + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(raw, 6))
-            + _png_chunk(b"IEND", b""))
-
-
-def _read_png16(path: str) -> LoadedImage:
-    with open(path, "rb") as handle:
-        data = handle.read()
-    position, header, idat = len(_PNG_SIGNATURE), None, []
-    while position + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[position:position + 8])
-        body = data[position + 8:position + 8 + length]
-        if len(body) != length:
-            raise ImageError(f"{path}: truncated PNG chunk {kind.decode(errors='replace')}")
-        if kind == b"IHDR":
-            header = struct.unpack(">IIBBBBB", body)
-        elif kind == b"IDAT":
-            idat.append(body)
-        elif kind == b"IEND":
-            break
-        position += 12 + length
-    if header is None or not idat:
-        raise ImageError(f"{path}: not a complete PNG file")
-    width, height, _, colour_type, _, _, interlace = header
-    if colour_type not in _PNG_COLOUR_TYPES:
-        raise ImageError(f"{path}: unsupported 16-bit PNG colour type {colour_type}")
-    if interlace:
-        raise ImageError(f"{path}: interlaced 16-bit PNGs are not supported; re-save it without interlacing")
-    channels, has_alpha = _PNG_COLOUR_TYPES[colour_type]
-    bytes_per_pixel = 2 * channels
-    stride = width * bytes_per_pixel
-    raw = np.frombuffer(zlib.decompress(b"".join(idat)), np.uint8)
-    if raw.size != height * (stride + 1):
-        raise ImageError(f"{path}: PNG image data has {raw.size} bytes, expected {height * (stride + 1)}")
-    raw = raw.reshape(height, stride + 1)
-    rows = np.zeros((height, stride), np.uint8)
-    previous = np.zeros(stride, np.uint8)
-    for y in range(height):
-        rows[y] = _unfilter_row(int(raw[y, 0]), raw[y, 1:], previous, bytes_per_pixel)
-        previous = rows[y]
-    samples = rows.view(">u2").reshape(height, width, channels).astype(np.float32) / 65535.0
-    if has_alpha:
-        return LoadedImage(np.ascontiguousarray(samples[..., :-1]), np.ascontiguousarray(samples[..., -1]), 16)
-    return LoadedImage(samples, None, 16)
-
-
-def _unfilter_row(kind: int, line: np.ndarray, above: np.ndarray, bpp: int) -> np.ndarray:
-    if kind == 0:
-        return line
-    if kind == 1:  # Sub: running sum (mod 256) per byte position within a pixel
-        return np.cumsum(line.reshape(-1, bpp), axis=0, dtype=np.uint8).reshape(-1)
-    if kind == 2:  # Up
-        return line + above
-    if kind not in (3, 4):
-        raise ImageError(f"invalid PNG filter type {kind}")
-    # Average and Paeth depend on the byte just decoded to the left: sequential by nature.
-    out = bytearray(len(line))
-    line_list, above_list = line.tolist(), above.tolist()
-    for i, value in enumerate(line_list):
-        a = out[i - bpp] if i >= bpp else 0
-        b = above_list[i]
-        if kind == 3:
-            out[i] = (value + ((a + b) >> 1)) & 0xFF
-            continue
-        c = above_list[i - bpp] if i >= bpp else 0
-        p = a + b - c
-        pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-        predictor = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
-        out[i] = (value + predictor) & 0xFF
-    return np.frombuffer(bytes(out), np.uint8)

@@ -157,8 +157,6 @@ class WindowAttention(nn.Module):
 
     def __init__(self, dim, window_size, num_heads, qkv_bias=True, qk_scale=None, attn_drop=0.0, proj_drop=0.0):
         super().__init__()
-        if attn_drop:
-            raise ValueError(f"attn_drop: the fused attention has no attention dropout; expected 0, got {attn_drop}")
         self.dim = dim
         self.window_size = tuple(window_size)  # (Wh, Ww), square in SwinIR
         if self.window_size[0] != self.window_size[1]:
@@ -171,6 +169,7 @@ class WindowAttention(nn.Module):
         self.register_buffer("relative_position_index", reference.relative_position_index(ws))
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
+        self.attn_drop = nn.Dropout(attn_drop)  # the fused op has none: training refuses p > 0 (see below)
         self.proj_drop = nn.Dropout(proj_drop)
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
 
@@ -184,7 +183,17 @@ class WindowAttention(nn.Module):
 
 
 def _window_attention_branch(attn: nn.Module, x: torch.Tensor, window_size: int, shift: int) -> torch.Tensor:
-    """The attention branch of a block for any module with the official WindowAttention attributes."""
+    """The attention branch of a block for any module with the official WindowAttention attributes.
+
+    Dropout on the attention weights (``attn_drop``) does not exist in the fused op. It is the identity
+    in eval mode, so such models run for inference; training them here would silently drop it, so
+    that raises instead (ours and accelerated official blocks alike)."""
+    dropout = getattr(attn, "attn_drop", None)
+    if attn.training and isinstance(dropout, nn.Dropout) and dropout.p > 0:
+        raise ValueError(
+            f"attn_drop: the fused window attention has no dropout on the attention weights, so a model with "
+            f"attn_drop={dropout.p} cannot train on it; build it with attn_drop_rate=0 (inference in eval mode is fine)"
+        )
     qkv = linear(attn.qkv, x)
     rel_bias = reference.relative_position_bias(attn.relative_position_bias_table, attn.relative_position_index)
     out = swinir_kernels.shifted_window_attention(
@@ -475,7 +484,7 @@ class UpsampleOneStep(nn.Sequential):
 class SwinIR(nn.Module):
     """SwinIR with the official constructor, module tree and state-dict keys, on fused ops.
 
-    Args: as the official ``SwinIR`` (see /work/shared/docs/swinir-reference.md §1.2), plus
+    Args: as the official ``SwinIR`` (``models/network_swinir.py``: same names, order and defaults), plus
         backend (str): the :mod:`swinir_kernels` backend used inside forward ('auto' leaves the
             process-wide choice alone; 'reference' is the plain-PyTorch path used by benchmarks).
 

@@ -1,9 +1,7 @@
-"""The released SwinIR models (main_test_swinir.py's table, /work/shared/docs/swinir-reference.md §2.1):
+"""The released SwinIR models (the table of the official ``main_test_swinir.py``):
 one :class:`Preset` per checkpoint family, with the constructor kwargs and the official file name."""
 
 from dataclasses import dataclass, field
-
-from .model import SwinIR
 
 __all__ = ["Preset", "PRESETS", "TASKS", "RELEASE_URL", "build"]
 
@@ -91,9 +89,11 @@ def _presets() -> dict[str, Preset]:
 PRESETS: dict[str, Preset] = _presets()
 
 
-def build(name: str, **overrides) -> SwinIR:
+def build(name: str, **overrides):
     """A SwinIR with a preset's architecture and random weights (benchmarks, training);
     ``overrides`` win over the preset's kwargs (e.g. ``embed_dim=24`` for a small model)."""
+    from .model import SwinIR  # here, not at the top: the command reads PRESETS without importing torch
+
     if name not in PRESETS:
         raise ValueError(f"name: expected one of {sorted(PRESETS)}, got {name!r}")
     return SwinIR(**{**PRESETS[name].kwargs, **overrides})

@@ -58,6 +58,20 @@ def _axis_starts(length: int, tile: int, stride: int, window_size: int) -> list[
     return [min(k * stride, last) for k in range(count)]
 
 
+def check_tile_options(tile: int, overlap: int, window_size: int) -> tuple[int, int]:
+    """(tile rounded down to a window multiple, stride) for these options; ValueError if they cannot work."""
+    if tile < window_size:
+        raise ValueError(f"tile must be >= the window size {window_size}, got {tile}")
+    tile -= tile % window_size
+    if not 0 <= overlap < tile:
+        raise ValueError(f"tile overlap must be in [0, tile={tile}) (the tile rounded down to a multiple of "
+                         f"the window size), got {overlap}")
+    stride = (tile - overlap) // window_size * window_size
+    if stride == 0:
+        raise ValueError(f"tile {tile} minus overlap {overlap} must be at least the window size {window_size}")
+    return tile, stride
+
+
 def plan_tiles(height: int, width: int, tile: int, overlap: int, window_size: int) -> list[Tile]:
     """Cover an LR image of height x width with tiles (see module docstring).
 
@@ -65,14 +79,7 @@ def plan_tiles(height: int, width: int, tile: int, overlap: int, window_size: in
     overlap: minimum overlap between neighbouring tiles; the stride is tile - overlap rounded down to a
     multiple of window_size, so the actual overlap may be larger.
     """
-    if tile < window_size:
-        raise ValueError(f"tile must be >= the window size {window_size}, got {tile}")
-    tile -= tile % window_size
-    if not 0 <= overlap < tile:
-        raise ValueError(f"tile overlap must be in [0, tile={tile}), got {overlap}")
-    stride = (tile - overlap) // window_size * window_size
-    if stride == 0:
-        raise ValueError(f"tile {tile} minus overlap {overlap} must be at least the window size {window_size}")
+    tile, stride = check_tile_options(tile, overlap, window_size)
     rows = _axis_starts(height, tile, stride, window_size)
     columns = _axis_starts(width, tile, stride, window_size)
     return [Tile(top, min(top + tile, height), left, min(left + tile, width)) for top in rows for left in columns]

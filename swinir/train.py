@@ -56,6 +56,7 @@ __all__ = [
     "TrainOptions",
     "TrainResult",
     "Trainer",
+    "check_options",
     "PatchSampler",
     "degrade_like_cli",
     "learning_rate",
@@ -387,8 +388,6 @@ def _first_line(error: BaseException) -> str:
 
 
 def _build_model(options: TrainOptions, context: distributed.Context) -> SwinIR:
-    if options.init and options.preset:
-        raise TrainError("--init and --preset: give one (--init fine-tunes a checkpoint, --preset starts from scratch)")
     torch.manual_seed(options.seed)
     arch = dict(options.arch)
     try:
@@ -407,7 +406,7 @@ def _build_model(options: TrainOptions, context: distributed.Context) -> SwinIR:
 
 def _load_init(spec: str, arch: dict, context: distributed.Context, quiet: bool) -> SwinIR:
     from . import hub
-    from .checkpoint import load
+    from .checkpoint import load, read_state_dict
 
     def resolve() -> str:
         try:
@@ -422,6 +421,9 @@ def _load_init(spec: str, arch: dict, context: distributed.Context, quiet: bool)
     else:
         path = resolve()
     try:
+        stored = read_state_dict(path)  # our files store the constructor arguments; img_range is not in the weights
+        if isinstance(stored, dict) and isinstance(stored.get("config"), dict) and "img_range" in stored["config"]:
+            arch.setdefault("img_range", stored["config"]["img_range"])
         return load(path, **arch).train()
     except (TypeError, ValueError) as error:
         raise TrainError(f"--init {spec}: {_first_line(error)}") from None
@@ -470,13 +472,36 @@ def _architecture(config: dict) -> dict:
 # The trainer
 
 
+def check_options(o: TrainOptions) -> None:
+    """Raises TrainError naming the first option out of range or combination that cannot work."""
+    if o.init and o.preset:
+        raise TrainError("--init and --preset: give one (--init fine-tunes a checkpoint, --preset starts from scratch)")
+    for name in ("batch", "steps", "val_every", "save_every", "keep", "log_every", "image_cache"):
+        if getattr(o, name) < 1:
+            raise TrainError(f"--{name.replace('_', '-')}: expected a positive integer, got {getattr(o, name)}")
+    if o.workers < 0:
+        raise TrainError(f"--workers: expected >= 0, got {o.workers}")
+    if o.patch is not None and o.patch < 1:
+        raise TrainError(f"--patch: expected a positive integer, got {o.patch}")
+    if o.dtype not in DTYPES:
+        raise TrainError(f"--dtype: expected one of {', '.join(DTYPES)}, got {o.dtype!r}")
+    if o.until is not None and not 1 <= o.until <= o.steps:
+        raise TrainError(f"--until: expected 1..{o.steps} (--steps), got {o.until}")
+    if not o.learning_rate > 0:
+        raise TrainError(f"--learning-rate: expected a positive number, got {o.learning_rate}")
+    if not 0.0 <= o.ema_decay < 1.0:
+        raise TrainError(f"--ema-decay: expected 0 <= decay < 1, got {o.ema_decay}")
+    if o.val_lr and not o.val:
+        raise TrainError("--val-lr: needs --val (the ground truth of the validation images)")
+
+
 class Trainer:
     """One training run (one process of it under torchrun). ``run()`` trains from the current step
     to ``options.until`` or ``options.steps``; see the module docstring for the recipe and files."""
 
     def __init__(self, options: TrainOptions, context: distributed.Context | None = None):
         self.options = options
-        self._check_numbers()
+        check_options(options)
         self.context = context or distributed.setup(options.device, options.dist_timeout)
         if options.batch % self.context.world_size:
             raise TrainError(f"--batch {options.batch}: expected a multiple of the number of processes "
@@ -508,24 +533,6 @@ class Trainer:
 
             ids = [self.context.device.index] if self.context.device.type == "cuda" else None
             self.net = DistributedDataParallel(self.model, device_ids=ids)
-
-    def _check_numbers(self) -> None:
-        o = self.options
-        for name in ("batch", "steps", "val_every", "save_every", "keep", "log_every", "image_cache"):
-            if getattr(o, name) < 1:
-                raise TrainError(f"--{name.replace('_', '-')}: expected a positive integer, got {getattr(o, name)}")
-        if o.workers < 0:
-            raise TrainError(f"--workers: expected >= 0, got {o.workers}")
-        if o.patch is not None and o.patch < 1:
-            raise TrainError(f"--patch: expected a positive integer, got {o.patch}")
-        if o.dtype not in DTYPES:
-            raise TrainError(f"--dtype: expected one of {', '.join(DTYPES)}, got {o.dtype!r}")
-        if o.until is not None and not 1 <= o.until <= o.steps:
-            raise TrainError(f"--until: expected 1..{o.steps} (--steps), got {o.until}")
-        if not 0.0 <= o.ema_decay < 1.0:
-            raise TrainError(f"--ema-decay: expected 0 <= decay < 1, got {o.ema_decay}")
-        if o.val_lr and not o.val:
-            raise TrainError("--val-lr: needs --val (the ground truth of the validation images)")
 
     # -- what a checkpoint must match to be resumed -------------------------------------------------
 

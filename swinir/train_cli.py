@@ -96,16 +96,26 @@ def add_train_command(commands) -> argparse.ArgumentParser:
     files.add_argument("--dist-timeout", type=float, default=600.0, metavar="SECONDS",
                        help="torchrun: a process waiting longer than this for another one stops with an error")
     files.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    parser.set_defaults(handler=run_train)
+    parser.set_defaults(handler=run_train, check=check_train)
     return parser
 
 
-def run_train(args: argparse.Namespace) -> int:
-    """The handler: 0 when the run finished (or reached --until), 1 with one ``swinir: error:`` line."""
-    from . import distributed
-    from .train import Trainer, TrainError, TrainOptions
+def check_train(args: argparse.Namespace) -> None:
+    """Before any work: options out of range, or that cannot go together, are usage errors (exit 2)."""
+    from .cli import UsageError
+    from .train import TrainError, check_options
 
-    options = TrainOptions(
+    args.options = _options(args)
+    try:
+        check_options(args.options)
+    except TrainError as error:
+        raise UsageError(str(error)) from None
+
+
+def _options(args: argparse.Namespace):
+    from .train import TrainOptions
+
+    return TrainOptions(
         out=args.out, hr=args.hr, lr=args.lr, init=args.init, preset=args.preset, arch=dict(args.arch),
         noise=args.noise, jpeg=args.jpeg, patch=args.patch, batch=args.batch, steps=args.steps,
         learning_rate=args.learning_rate, ema_decay=args.ema_decay, seed=args.seed, dtype=args.dtype,
@@ -113,6 +123,14 @@ def run_train(args: argparse.Namespace) -> int:
         save_every=args.save_every, keep=args.keep, resume=args.resume, until=args.until, workers=args.workers,
         device=args.device, dist_timeout=args.dist_timeout, quiet=args.quiet,
     )
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """The handler: 0 when the run finished (or reached --until), 1 with one ``swinir: error:`` line."""
+    from . import distributed
+    from .train import Trainer, TrainError
+
+    options = args.options  # made by check_train
     context = None
     try:
         context = distributed.setup(options.device, options.dist_timeout)

@@ -5,6 +5,8 @@ Public API (see :mod:`swinir_kernels.ops`): window_partition, window_reverse, wi
 shifted_window_attention, pixel_shuffle; backend choice: use_backend, explain_backend.
 """
 
+import importlib.machinery
+import os
 import warnings
 
 from . import _backend, _registrations
@@ -12,10 +14,19 @@ from . import _backend, _registrations
 try:
     from . import _C  # noqa: F401  (loading the library registers the C++ operators)
 except ImportError as error:  # the package still works, on the reference (and Triton) backends
-    _backend.C_EXTENSION_ERROR = f"{error}; build it with `pip install --no-build-isolation -e .` (see README)"
+    _built = [name for name in os.listdir(os.path.dirname(__file__))
+              if name.startswith("_C") and name.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))]
+    if _built:  # present but not loadable: the real reason is the loader's message
+        _why = (f"is not built for this torch and Python: {_built[0]} does not load ({error}); it was most likely "
+                "built against another torch, so rebuild it")
+    else:  # (Python's own message then says "partially initialized module ... circular import", which misleads)
+        _why = f"is not built: there is no _C library in {os.path.dirname(__file__)} (a source checkout?)"
+    _backend.C_EXTENSION_ERROR = (f"the C++/CUDA extension {_why}. Build it with `pip install ninja` and then "
+                                  "`pip install --no-build-isolation -e .` in the repository (needs a C++ compiler; "
+                                  "see README)")
     warnings.warn(
-        "swinir_kernels: the C++/CUDA extension is not built, so only the reference and Triton backends are "
-        f"available ({error}). Build it with `pip install --no-build-isolation -e .` (see README).",
+        f"swinir_kernels: {_backend.C_EXTENSION_ERROR}. Until then only the reference and Triton backends are "
+        "available.",
         stacklevel=2,
     )
 else:
@@ -26,6 +37,7 @@ else:
 from . import reference  # noqa: E402
 from ._backend import BACKENDS, use_backend  # noqa: E402
 from .ops import (  # noqa: E402
+    backends_used,
     explain_backend,
     pixel_shuffle,
     shifted_window_attention,
@@ -36,6 +48,7 @@ from .ops import (  # noqa: E402
 
 __all__ = [
     "BACKENDS",
+    "backends_used",
     "explain_backend",
     "pixel_shuffle",
     "reference",

@@ -9,7 +9,7 @@ same positional arguments, so one table (`_run`) serves all ops:
 
 import torch
 
-from . import _backend, _validation as check, reference
+from . import _backend, _validation as check, _verification, reference
 from . import triton as triton_backend
 
 __all__ = [
@@ -19,27 +19,68 @@ __all__ = [
     "shifted_window_attention",
     "pixel_shuffle",
     "explain_backend",
+    "backends_used",
 ]
 
 
-def _run(op: str, tensor: torch.Tensor, *args):
-    backend = _backend.choose(op, tensor).backend
+def implementation(backend: str, op: str):
+    """The function of `backend` that computes `op` from the reference's positional arguments."""
     if backend == "reference":
-        return getattr(reference, op)(*args)
+        return getattr(reference, op)
     if backend == "triton":
-        return getattr(triton_backend, op)(*args)
-    return getattr(torch.ops.swinir_kernels, op)(*args)
+        return getattr(triton_backend, op)
+    return getattr(torch.ops.swinir_kernels, op)
 
 
-def explain_backend(op: str, tensor: torch.Tensor) -> str:
-    """Which backend a call of `op` (a public function's name) on `tensor` (its first tensor
-    argument) would use under the current setting, and why; e.g.
-    ``explain_backend("shifted_window_attention", qkv)`` -> ``"cpu: auto: C++ CPU kernel for a CPU tensor"``.
-    Raises RuntimeError, like the call itself, when an explicitly requested backend cannot run it."""
-    if op not in _backend.VERIFIED_ON_GPU:
-        raise ValueError(f"op: expected one of {', '.join(_backend.VERIFIED_ON_GPU)}, got {op!r}")
-    backend, reason = _backend.choose(op, tensor)
-    return f"{backend}: {reason}"
+# Set while explain_backend calls a public function: _run then returns its choice instead of running.
+_explaining = False
+# op -> "backend: reason" of the latest eager call (swinir bench reports it).
+_last_used: dict[str, str] = {}
+
+
+def _run(op: str, tensor: torch.Tensor, *args):
+    choice = _backend.choose(op, tensor, args)
+    if choice.unchecked and not _explaining:
+        # First use of this kernel specialization on this device: check each candidate, then choose again.
+        for backend, directions in choice.unchecked:
+            _verification.verify(backend, op, args, directions, implementation(backend, op))
+        choice = _backend.choose(op, tensor, args)
+    if _explaining:
+        return choice
+    if not torch.compiler.is_compiling():
+        _last_used[op] = f"{choice.backend}: {choice.reason}"
+    return implementation(choice.backend, op)(*args)
+
+
+def explain_backend(op: str, tensor: torch.Tensor, *args, **kwargs) -> str:
+    """Which backend a call of `op` (a public function's name) would use under the current setting, and
+    why. Pass the call's arguments (``explain_backend("shifted_window_attention", qkv, rel_bias,
+    num_heads=6, window_size=8, shift=4)``) to get the answer for that call: on a GPU, ``auto`` chooses
+    per kernel specialization and says whether (and when) it was verified on this device. With the
+    first tensor only, it answers for the device, e.g. ``explain_backend("window_partition", x)`` ->
+    ``"cpu: auto: C++ CPU kernel for a CPU tensor"``. Runs no kernel and no check. Raises RuntimeError,
+    like the call itself, when an explicitly requested backend cannot run it."""
+    global _explaining
+    if op not in _backend.OPS:
+        raise ValueError(f"op: expected one of {', '.join(_backend.OPS)}, got {op!r}")
+    if args or kwargs:
+        _explaining = True
+        try:
+            backend, reason, unchecked = globals()[op](tensor, *args, **kwargs)
+        finally:
+            _explaining = False
+        if unchecked:
+            names = ", ".join(backend for backend, _ in unchecked)
+            return f"unchecked: auto: {names} not verified on this device for this specialization yet; the first call checks them"
+    else:
+        backend, reason, _ = _backend.choose(op, tensor)
+    note = "" if _verification.cache_problem is None else f" ({_verification.cache_problem})"
+    return f"{backend}: {reason}{note}"
+
+
+def backends_used() -> dict[str, str]:
+    """op -> "backend: reason" of the latest eager call of each op in this process."""
+    return dict(_last_used)
 
 
 def window_partition(x: torch.Tensor, window_size: int, shift: int = 0) -> torch.Tensor:

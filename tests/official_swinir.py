@@ -1,6 +1,6 @@
 """A plain-PyTorch transcription of the official SwinIR module structure and forward
-(``models/network_swinir.py``), written from the description in /work/shared/docs/swinir-reference.md
-§1: the test oracle for :mod:`swinir.model`. Independent of our packages (no swinir_kernels import).
+(``models/network_swinir.py``), written from a description of its behaviour (not from its code):
+the test oracle for :mod:`swinir.model`. Independent of our packages (no swinir_kernels import).
 
 It keeps the official behaviour that our model deliberately changes: tokens as (B, L, C), explicit
 roll + window partition + masked attention, the mask buffer for img_size and a per-forward mask

@@ -52,3 +52,24 @@ def test_accelerate_rejects_models_without_swin_blocks():
         swinir.accelerate(nn.Sequential(nn.Conv2d(3, 3, 3)))
     ours = swinir.SwinIR(img_size=16, embed_dim=12, depths=[2], num_heads=[2], window_size=8)
     assert swinir.accelerate(ours) is ours  # already fused: left alone
+
+
+def test_attention_dropout_is_refused_in_training_by_both():
+    """Neither path has dropout on the attention weights: both build and run in eval mode, both refuse
+    to train with it (before, accelerate dropped it silently while SwinIR refused to be built)."""
+    config = {**CONFIGS[0], "attn_drop_rate": 0.1}
+    x = torch.rand(1, 3, 16, 16)
+    for model in (swinir.accelerate(OfficialSwinIR(**config)), swinir.SwinIR(**config)):
+        with torch.no_grad():
+            model.eval()(x)
+        with pytest.raises(ValueError, match=r"attn_drop: .* attn_drop=0\.1 cannot train"):
+            model.train()(x)
+
+
+def test_missing_x_size_names_the_checkpointing_cause():
+    model = swinir.accelerate(OfficialSwinIR(**CONFIGS[0]))
+    block = model.layers[0].residual_group.blocks[0]
+    tokens = torch.rand(1, 16 * 24, CONFIGS[0]["embed_dim"])
+    with pytest.raises(ValueError, match="use_checkpoint=True drops x_size"):
+        block(tokens)  # as BasicSR's checkpoint(blk, x)
+    assert block(tokens[:, :256]).shape == (1, 256, CONFIGS[0]["embed_dim"])  # square: recovered

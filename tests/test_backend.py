@@ -1,5 +1,6 @@
 """Backend choice: use_backend (setter and context manager), the SWINIR_KERNELS_BACKEND default,
-explain_backend's reasons, auto never picking a GPU backend not verified on a GPU, and the package
+explain_backend's reasons, auto on a GPU deciding from the first-use checks' records (never a failed,
+unchecked or clearly slower kernel; the mechanism itself: tests/test_verification.py), and the package
 working (on the reference backend, with one warning) when the C++ extension cannot be imported."""
 
 import sys
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 import swinir_kernels as sk
-from swinir_kernels import _backend, reference
+from swinir_kernels import _backend, _verification, reference
 from tests.conftest import HAS_C_EXTENSION, TRITON_INTERPRET, run_python
 
 needs_c_extension = pytest.mark.skipif(not HAS_C_EXTENSION, reason="swinir_kernels._C is not built")
@@ -106,28 +107,54 @@ def fake_cuda_tensor():
     return SimpleNamespace(device=torch.device("cuda", 0), dtype=torch.float16)
 
 
-def test_auto_never_picks_an_unverified_gpu_backend(monkeypatch):
-    x = fake_cuda_tensor()
-    choice = _backend.choose("window_partition", x)
-    assert choice.backend == "reference" and "no GPU backend of window_partition has passed" in choice.reason
-    # Triton may be able to run it, but only "cuda" is verified (and _C has no CUDA kernel here): reference.
-    monkeypatch.setitem(_backend.VERIFIED_ON_GPU, "window_partition", ("cuda",))
-    monkeypatch.setattr(_backend, "_KERNELS", frozenset())
-    choice = _backend.choose("window_partition", x)
-    assert choice.backend == "reference" and "none of the verified backends" in choice.reason
+def record(passed=True, kernel_ms=1.0, reference_ms=2.0, detail=""):
+    return _verification.Record(passed, 0.0, detail, 0.0, 1.0, kernel_ms, reference_ms)
 
 
-def test_auto_picks_a_verified_gpu_backend(monkeypatch):
-    from swinir_kernels import triton as triton_backend
+@pytest.fixture
+def fake_gpu_records(monkeypatch):
+    """An empty record store for a fake 'cuda:0' (no disk cache read)."""
+    monkeypatch.setattr(_verification, "_records", {})
+    monkeypatch.setattr(_verification, "_loaded", {"cuda:0"})
+    return _verification._records
 
-    if triton_backend.UNAVAILABLE is not None:
-        pytest.skip(triton_backend.UNAVAILABLE)
-    monkeypatch.setitem(_backend.VERIFIED_ON_GPU, "pixel_shuffle", ("cuda", "triton"))
-    monkeypatch.setattr(_backend, "_KERNELS", frozenset())  # no CUDA kernel in _C -> the next verified one
-    assert _backend.choose("pixel_shuffle", fake_cuda_tensor()) == (
-        "triton",
-        "auto: triton, the fastest backend verified on a GPU for pixel_shuffle",
-    )
+
+KEY = (("op", "pixel_shuffle"), ("dtype", "float16"))
+BOTH = (("cuda", None), ("triton", None))
+
+
+def test_auto_on_a_gpu_checks_unverified_kernels_first(fake_gpu_records):
+    """No record: every runnable kernel is checked (eager) before any is used; traced: the reference."""
+    assert _backend._decide("cuda:0", KEY, ("forward",), BOTH, True)[2] == (("cuda", ("forward",)), ("triton", ("forward",)))
+    backend, reason, unchecked = _backend._decide("cuda:0", KEY, ("forward",), BOTH, False)
+    assert (backend, unchecked) == ("reference", ()) and "no check runs inside torch.compile tracing" in reason
+
+
+def test_auto_on_a_gpu_never_uses_a_failed_or_unrunnable_kernel(fake_gpu_records):
+    fake_gpu_records[("cuda:0", "triton", "forward", KEY)] = record(passed=False, detail="result 0: max error 3")
+    runnable = (("cuda", "_C was built without a cuda kernel for pixel_shuffle"), ("triton", None))
+    backend, reason, _ = _backend._decide("cuda:0", KEY, ("forward",), runnable, True)
+    assert backend == "reference"
+    assert "cuda: _C was built without a cuda kernel" in reason and "triton: failed its check on this device" in reason
+
+
+def test_auto_on_a_gpu_needs_the_backward_checked_for_a_training_call(fake_gpu_records):
+    fake_gpu_records[("cuda:0", "triton", "forward", KEY)] = record()
+    runnable = (("cuda", "not built"), ("triton", None))
+    assert _backend._decide("cuda:0", KEY, ("forward",), runnable, True)[0] == "triton"
+    assert _backend._decide("cuda:0", KEY, ("forward", "backward"), runnable, True)[2] == (("triton", ("backward",)),)
+
+
+def test_auto_on_a_gpu_prefers_the_reference_over_a_clearly_slower_kernel(fake_gpu_records):
+    fake_gpu_records[("cuda:0", "triton", "forward", KEY)] = record(kernel_ms=3.0, reference_ms=2.0)
+    backend, reason, _ = _backend._decide("cuda:0", KEY, ("forward",), (("triton", None),), True)
+    assert backend == "reference" and "slower than the reference" in reason
+    fake_gpu_records[("cuda:0", "triton", "forward", KEY)] = record(kernel_ms=2.1, reference_ms=2.0)  # a tie
+    assert _backend._decide("cuda:0", KEY, ("forward",), (("triton", None),), True)[0] == "triton"
+
+
+def test_explain_a_gpu_call_without_its_arguments():
+    assert _backend.choose("pixel_shuffle", fake_cuda_tensor()).backend == "unknown"
 
 
 # Blocks `swinir_kernels._C` as if the extension were not built, counts the package's warnings,

@@ -1,11 +1,14 @@
 """swinir.load: wrappers, prefixes, file formats, hyper-parameter inference for every preset, errors."""
 
+import warnings
+
 import pytest
 import torch
 from official_swinir import SwinIR as OfficialSwinIR
 from safetensors.torch import save_file
 
 import swinir
+from swinir.checkpoint import AssumptionWarning, CheckpointError
 
 SMALL = dict(embed_dim=12, depths=[2, 2], num_heads=[2, 3], img_size=16)
 
@@ -112,14 +115,14 @@ def test_not_a_swinir_checkpoint():
         swinir.load({"conv_first.weight": torch.zeros(4, 3, 3, 3), "conv_last.weight": torch.zeros(3, 4, 3, 3)})
     with pytest.raises(ValueError, match="wrapper keys"):
         swinir.load({"epoch": 3, "optimizer": {"lr": 0.1}})
-    with pytest.raises(FileNotFoundError, match="path"):
+    with pytest.raises(FileNotFoundError, match="not found: /nonexistent/weights.pth"):
         swinir.load("/nonexistent/weights.pth")
 
 
 def test_unexpected_keys_fail_strict_loading():
     state = OfficialSwinIR(**small_preset_config("classical_sr_x2")).state_dict()
     state["extra.weight"] = torch.zeros(1)
-    with pytest.raises(RuntimeError, match="extra.weight"):
+    with pytest.raises(CheckpointError, match="does not have: extra.weight"):
         swinir.load(state)
 
 
@@ -134,3 +137,105 @@ def test_preset_fields():
     }  # fmt: skip
     with pytest.raises(ValueError, match="name"):
         swinir.build("classical_sr_x5")
+
+
+# --- unusable files: one line saying what the file is and what we expected ------------------------
+
+
+def _official_state(**config):
+    return OfficialSwinIR(**{**small_preset_config("classical_sr_x2"), **config}).state_dict()
+
+
+def _write_bad_files(folder):
+    """name -> (path, words the error must contain)"""
+    state = _official_state()
+    torch.save(state, folder / "good.pth")
+    good = (folder / "good.pth").read_bytes()
+    torch.save(state, folder / "legacy.pth", _use_new_zipfile_serialization=False)
+    legacy = (folder / "legacy.pth").read_bytes()
+    save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "good.safetensors"))
+    files = {
+        "empty.pth": (b"", "the file is empty"),
+        "truncated.pth": (good[: len(good) // 2], "truncated or corrupt zip-format PyTorch checkpoint (its end is missing)"),
+        "truncated_legacy.pth": (legacy[: len(legacy) // 2], "truncated or corrupt pickle-format"),
+        "page.pth": (b"<!DOCTYPE html><html><body>Not Found</body></html>", "an HTML page"),
+        "notes.pth": (b"these are not weights\n", "a text file (starts with 'these are not weights')"),
+        "lfs.pth": (b"version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 9\n", "a Git LFS pointer"),
+        "truncated.safetensors": ((folder / "good.safetensors").read_bytes()[:300], "corrupt .safetensors"),
+    }
+    for name, (data, _) in files.items():
+        (folder / name).write_bytes(data)
+    torch.save(OfficialSwinIR(**small_preset_config("classical_sr_x2")), folder / "whole_model.pth")
+    files["whole_model.pth"] = (None, "holds a pickled Python object (official_swinir.SwinIR")
+    return {name: (str(folder / name), words) for name, (_, words) in files.items()}
+
+
+def test_unusable_files_say_what_they_are(tmp_path):
+    for name, (path, words) in _write_bad_files(tmp_path).items():
+        with pytest.raises(CheckpointError) as raised:
+            swinir.load(path)
+        message = str(raised.value)
+        assert words in message and "expected a SwinIR state dict" in message, (name, message)
+        assert "\n" not in message and "\x1b" not in message and len(message) < 400, (name, message)
+
+
+def test_incomplete_state_dicts_name_the_missing_keys():
+    state = _official_state()
+    group_missing = {k: v for k, v in state.items() if not k.startswith("layers.1.residual_group.blocks.0.norm1")}
+    with pytest.raises(CheckpointError, match=r"incomplete SwinIR state dict: missing layers\.1\.residual_group"):
+        swinir.load(group_missing)
+    half = {k: v for i, (k, v) in enumerate(state.items()) if i % 2 == 0 or k.startswith(REQUIRED_PREFIXES)}
+    with pytest.raises(CheckpointError, match=r"incomplete SwinIR state dict: \d+ of the \d+ keys .* missing: "):
+        swinir.load(half)
+
+
+REQUIRED_PREFIXES = ("conv_first", "layers.0.residual_group.blocks.0.", "layers.1.residual_group.blocks.0.")
+
+
+# --- inference of the architecture -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("img_size,window_size", [(8, 8), (7, 7), (6, 8)])
+def test_models_trained_at_img_size_up_to_the_window_run_unshifted(img_size, window_size):
+    """The official block neither shifts nor stores a mask when img_size <= window_size (and shrinks
+    the window to img_size below it)."""
+    torch.manual_seed(0)
+    config = dict(small_preset_config("classical_sr_x2"), img_size=img_size, window_size=window_size)
+    official = OfficialSwinIR(**config).eval()
+    from test_model import randomize
+
+    randomize(official)
+    state = official.state_dict()
+    assert not any(key.endswith("attn_mask") for key in state)
+    inferred = swinir.infer_config(state)
+    assert inferred["window_size"] == min(img_size, window_size) and inferred["img_size"] <= window_size
+    model = swinir.load(state, img_range=1.0)
+    # the official model pads to a multiple of window_size but partitions by the shrunk window (6 < 8),
+    # so the input is a multiple of both
+    x = torch.rand(1, 3, 14, 21) if window_size == 7 else torch.rand(1, 3, 24, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), official(x), rtol=1e-4, atol=1e-4)
+
+
+def test_img_range_assumption_is_said_unless_known():
+    state = _official_state()
+    with pytest.warns(AssumptionWarning, match=r"does not store img_range; assumed 1 .*img_range= to swinir.load"):
+        swinir.load(state)
+    jpeg = OfficialSwinIR(**small_preset_config("color_jpeg_10")).state_dict()
+    with pytest.warns(AssumptionWarning, match=r"assumed 255 \(window 7"):
+        assert swinir.load(jpeg).img_range == 255.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AssumptionWarning)
+        assert swinir.load(jpeg, img_range=1.0).img_range == 1.0
+
+
+def test_a_file_with_an_official_name_gets_the_presets_img_range(tmp_path):
+    preset = swinir.PRESETS["classical_sr_x2"]
+    path = tmp_path / preset.checkpoint
+    torch.save({"params": _official_state()}, path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AssumptionWarning)
+        assert swinir.load(path).img_range == 1.0
+    torch.save({"params": OfficialSwinIR(**small_preset_config("classical_sr_x3")).state_dict()}, path)
+    with pytest.raises(CheckpointError, match="holds a different model than classical_sr_x2 \\(upscale 3, expected 2\\)"):
+        swinir.load(path)

@@ -110,3 +110,48 @@ def test_restore_with_a_named_checkpoint(server, tmp_path, capsys):
     error = capsys.readouterr().err
     assert error.startswith("swinir: error: ") and "usable SwinIR" in error and "Traceback" not in error
     assert not (tmp_path / "out2").exists()
+
+
+def test_load_takes_the_names_the_command_takes(server):
+    served, cache = server
+    model = swinir.load(PRESET, progress=False)
+    assert model.upscale == 2 and os.path.isfile(cache / FILE_NAME)
+    assert swinir.load(FILE_NAME, progress=False).upscale == 2  # the official file name, from the cache
+    assert _Handler.requests == ["/" + FILE_NAME]
+    with pytest.raises(FileNotFoundError, match="did you mean classical_sr_x2"):
+        swinir.load("classical_sr_x22")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_cached_files_follow_the_umask(server, umask):
+    served, cache = server
+    previous = os.umask(umask)
+    try:
+        path = hub.resolve(PRESET, verify=swinir.load, progress=False)
+    finally:
+        os.umask(previous)
+    for name in (path, path + ".sha256"):
+        assert os.stat(name).st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_cached_file_of_another_architecture_is_refused(server, tmp_path, capsys):
+    served, cache = server
+    cache.mkdir()
+    other = swinir.build("classical_sr_x3", embed_dim=12, depths=[1], num_heads=[2])
+    torch.save({"params": other.state_dict()}, cache / FILE_NAME)  # an x3 model under the x2 name
+    image = tmp_path / "in.png"
+    imageio.write_image(str(image), np.random.default_rng(0).random((8, 8, 3), dtype=np.float32))
+    assert main(["restore", str(image), "-m", PRESET, "-o", str(tmp_path / "out"), "-q"]) == 1
+    error = capsys.readouterr().err
+    assert "holds a different model than classical_sr_x2 (upscale 3, expected 2)" in error
+    assert "delete it and its .sha256" in error and error.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_mirror_serving_another_architecture_is_not_cached(server):
+    served, cache = server
+    other = swinir.build("classical_sr_x4", embed_dim=12, depths=[1], num_heads=[2])
+    torch.save({"params": other.state_dict()}, served / FILE_NAME)
+    with pytest.raises(hub.HubError, match=r"did not give a usable SwinIR checkpoint .*upscale 4, expected 2"):
+        swinir.load(PRESET, progress=False)
+    assert os.listdir(cache) == []

@@ -14,7 +14,7 @@ import torch
 import torch._dynamo.testing
 
 import swinir_kernels
-from swinir_kernels import reference
+from swinir_kernels import reference, tolerances
 
 from conftest import HAS_C_EXTENSION, HAS_CUDA, needs_cuda, run_python, skip_unless_runs
 
@@ -33,7 +33,7 @@ CASES = [
     (2, 3, 1, 8, 0, 60, 2),
 ]
 CASE_IDS = [f"B{b}-grid{r}x{c}-ws{ws}-shift{s}-hd{C // nh}" for b, r, c, ws, s, C, nh in CASES]
-TOLERANCES = {torch.float64: dict(atol=1e-10, rtol=1e-10), torch.float32: dict(atol=1e-5, rtol=1e-5)}
+TOLERANCES = tolerances.TOLERANCES  # shared with the first-use check on users' devices
 
 
 def device_for(backend: str) -> str:
@@ -193,7 +193,7 @@ def test_half_precision_error(backend, op, dtype, case):
     same_dtype_reference = forward_backward("reference", op, qkv, rel_bias, mask, grad_out, kwargs)
     actual = forward_backward(backend, op, qkv, rel_bias, mask, grad_out, kwargs)
     assert all(a.dtype == dtype for a in actual)
-    floor = 1e-3 if dtype == torch.float16 else 1e-2
+    floor = tolerances.HALF_ERROR_FLOOR[dtype]
     for index, name in enumerate(("out", "grad_qkv", "grad_rel_bias")):
         error = max_error([actual[index]], [exact[index]])
         reference_error = max_error([same_dtype_reference[index]], [exact[index]])
@@ -402,7 +402,7 @@ def test_triton_tf32_dots_on_gpu(monkeypatch):
     op = "shifted_window_attention"
     qkv, rel_bias, mask, grad_out, kwargs = make_inputs(CASES[2], torch.float32, "cuda", op)
     expected = forward_backward("reference", op, qkv, rel_bias, mask, grad_out, kwargs)
-    assert_all_close(forward_backward("triton", op, qkv, rel_bias, mask, grad_out, kwargs), expected, atol=2e-2, rtol=2e-2)
+    assert_all_close(forward_backward("triton", op, qkv, rel_bias, mask, grad_out, kwargs), expected, **tolerances.TF32_TOLERANCE)
 
 
 def test_triton_fp32_precision_setting(monkeypatch):
