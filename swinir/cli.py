@@ -20,7 +20,8 @@ import re
 import sys
 import warnings
 
-from .train_cli import add_train_command  # argparse only; the trainer is imported when `train` runs
+# argparse only: the trainer itself is imported when `train` runs
+from .train_cli import add_train_command
 
 RESTORED_SUFFIX = "_SwinIR"
 DTYPES = ("fp32", "bf16", "fp16")
