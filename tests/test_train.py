@@ -321,3 +321,20 @@ def test_a_short_run_on_set5_lowers_the_loss(tmp_path):
         losses.append(float(trainer._train_step(torch.stack(lq), torch.stack(hq))))
     assert all(np.isfinite(losses))
     assert np.mean(losses[-8:]) < 0.8 * np.mean(losses[:8])
+
+
+def test_options_that_cannot_work_are_usage_errors(tmp_path, capsys):
+    hr = _images(tmp_path / "hr", [(40, 40)])
+    assert _run_cli("--hr", hr, "--out", tmp_path / "o", "--steps", "5", "--until", "9", *TINY_ARGS) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "swinir train: error: --until: expected 1..5 (--steps), got 9"
+    assert _run_cli("--hr", hr, "--out", tmp_path / "o", "--init", "x.pth", "--preset", "classical_sr_x2") == 2
+    assert "--init and --preset: give one" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "o")
+
+
+def test_fine_tuning_keeps_the_img_range_the_file_stores(tmp_path):
+    first = training.train(**vars(_options(tmp_path, dict(DENOISE, img_range=255.0), noise=(25.0, 25.0), steps=1,
+                                           out=str(tmp_path / "a"))))
+    assert torch.load(first.model, weights_only=True)["config"]["img_range"] == 255.0
+    tuned = training.Trainer(_options(tmp_path, {}, init=first.model, noise=(25.0, 25.0), out=str(tmp_path / "b")))
+    assert tuned.model.img_range == 255.0  # the weights alone would say 1 (window 4)
