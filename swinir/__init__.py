@@ -23,8 +23,8 @@ _EXPORTS = {
     "PRESETS": "presets",
     "Preset": "presets",
     "build": "presets",
-    "charbonnier_loss": "training",
-    "l1_loss": "training",
+    "charbonnier_loss": "losses",
+    "l1_loss": "losses",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,4 +1,4 @@
-"""The ``swinir`` command: restore, eval, degrade, bench.
+"""The ``swinir`` command: restore, eval, degrade, bench, train.
 
 Exit status: 0 when everything succeeded, 1 when something failed (each failure is one line
 ``swinir: error: ...`` on stderr; in a folder the other images are still processed), 2 for usage
@@ -19,6 +19,9 @@ import os
 import re
 import sys
 import warnings
+
+# argparse only: the trainer itself is imported when `train` runs
+from .train_cli import add_train_command
 
 RESTORED_SUFFIX = "_SwinIR"
 DTYPES = ("fp32", "bf16", "fp16")
@@ -328,20 +331,34 @@ class _Restorer:
 
 
 def _restore(args) -> int:
+    """Under torchrun each rank restores its share of the images; the exit status covers every rank."""
+    from . import distributed
+
+    context = distributed.setup(args.device)
+    args.quiet = args.quiet or not context.is_main  # one progress bar: rank 0's
+    try:
+        return 1 if distributed.total(context, [_restore_share(args, context)])[0] else 0
+    finally:
+        distributed.teardown(context)
+
+
+def _restore_share(args, context) -> int:
     import numpy as np
     import torch
     from tqdm.auto import tqdm
 
-    from . import imageio
+    from . import distributed, imageio
 
     pairs, failures = _collect_inputs(args.inputs, args.recursive, args.output)
     if not pairs:  # every input was reported
         return 1
+    # split by output file: no two ranks ever write one file
+    pairs = distributed.shard(pairs, lambda pair: os.path.realpath(os.path.join(args.output, pair[1])), context)
     jobs, refused = _plan_outputs(pairs, args.output, RESTORED_SUFFIX + ".png", args)
     failures += refused
     if not jobs:
         return 1 if failures else 0
-    device = torch.device(args.device) if args.device else _default_device()
+    device = context.device
     model = _load_model(args).to(device)
     if model.in_chans not in (1, 3):
         raise CliError(f"{args.model}: the model takes {model.in_chans} channels; images have 1 (gray) or 3 (RGB)")
@@ -732,7 +749,7 @@ def _size(text: str) -> tuple[int, int]:
 
 #: one function per sub-command: adds its parser with ``handler`` (runs it) and ``check`` (validates
 #: options before any work, raising UsageError) defaults
-SUB_COMMANDS = [_add_restore, _add_eval, _add_degrade, _add_bench]
+SUB_COMMANDS = [_add_restore, _add_eval, _add_degrade, _add_bench, add_train_command]
 
 
 def build_parser() -> argparse.ArgumentParser:
