@@ -172,6 +172,7 @@ __device__ void probability_row(const WindowAttentionParams& p, const SharedTile
   for (int c = 0; c < kColumnsPerLane; ++c) prob[c] *= inverse_sum;
 }
 
+// register budget: 64 (bench/static_report.py checks it on sm_90, with no local memory)
 template <typename T>
 __global__ void window_attention_forward_kernel(WindowAttentionParams p) {
   using Acc = compute_t<T>;
@@ -212,6 +213,7 @@ __global__ void window_attention_forward_kernel(WindowAttentionParams p) {
   }
 }
 
+// register budget: 64 (bench/static_report.py checks it on sm_90, with no local memory)
 template <typename T>
 __global__ void window_attention_backward_kernel(WindowAttentionBackwardParams bp) {
   using Acc = compute_t<T>;
@@ -294,6 +296,7 @@ __global__ void window_attention_backward_kernel(WindowAttentionBackwardParams b
   }
 }
 
+// register budget: 32 (bench/static_report.py checks it on sm_90, with no local memory)
 // grad_bias[e] = sum over groups g, in order, of partials[g][e].
 template <typename Acc>
 __global__ void sum_bias_partials_kernel(const Acc* __restrict__ partials, Acc* __restrict__ grad_bias,

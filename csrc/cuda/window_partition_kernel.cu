@@ -11,6 +11,7 @@ namespace {
 
 constexpr int kThreads = 256;
 
+// register budget: 64 (bench/static_report.py checks it on sm_90, with no local memory)
 // Chunk is the copy unit (uint4, uint2, uint32_t, uint16_t, uint8_t); a pixel is chunks_per_pixel chunks.
 template <typename Chunk>
 __global__ void window_permute_kernel(const Chunk* __restrict__ src, Chunk* __restrict__ dst, WindowPermuteParams p,

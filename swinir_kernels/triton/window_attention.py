@@ -90,7 +90,7 @@ def _fp32_fma_dot(key: dict) -> bool:
 def forward_config(key: dict) -> dict:
     """The forward's launch configuration, a pure function of `key` (the constexprs and qkv's dtype; see
     swinir_kernels/triton/launch_configs.py). Registers per thread on sm_90 at 64 tokens
-    (tests/test_triton_gpu_compile.py prints them for every launch and fails on a spill): 16-bit and
+    (bench/static_report.py lists them for every launch; tests/test_static_report.py fails on a spill): 16-bit and
     TF32 at 4 warps ~240 (the held bias and the window loop: 2 programs, 8 warps per SM), at 8 warps
     99-173 (8-16 warps per SM), so 8 warps; fp32 IEEE spills at 8 warps, 16 warps 64-84; fp64 at 8
     warps 246-254, no spill (16 warps spill). num_stages 1: no software pipelining of the window loop
@@ -197,6 +197,8 @@ def _head_tile_offsets(window, head, tokens, dims, row_stride, N: tl.constexpr, 
     return rows[:, None] * row_stride + head * HEAD_DIM + dims[None, :]
 
 
+# register budget: 176; qkv_ptr:*fp64 255 (bench/static_report.py checks it on sm_90, with no local memory):
+# two 8-warp programs per SM in 16-bit and TF32; fp64 (a checking path) may take the whole register file.
 @triton.jit
 def _window_attention_fwd_kernel(
     qkv_ptr, bias_ptr, mask_ptr, out_ptr,
@@ -233,6 +235,8 @@ def _window_attention_fwd_kernel(
         tl.store(out_ptr + out_offsets, out.to(out_ptr.dtype.element_ty), mask=tile_valid)
 
 
+# register budget: 255 (bench/static_report.py checks it on sm_90, with no local memory but for fp64): one
+# 8-warp program per SM holding P, dP and dS tiles; the constraint that matters is no spills.
 @triton.jit
 def _window_attention_bwd_kernel(
     grad_out_ptr, qkv_ptr, bias_ptr, mask_ptr, grad_qkv_ptr, grad_bias_partial_ptr,

@@ -49,6 +49,7 @@ def tile_sizes(inner: int) -> tuple[int, int]:
     return max(1, elements // width), width
 
 
+# register budget: 128 (bench/static_report.py checks it on sm_90, with no local memory)
 @triton.jit
 def _window_permute_kernel(
     src,

@@ -478,6 +478,22 @@ cudaError_t set_max_dynamic_shared(const void* kernel, size_t bytes) {
 
 void register_dynamic_shared(unsigned char* buffer) { scheduler().dynamic_shared_buffers.push_back(buffer); }
 
+// With SIMT_LAUNCH_LOG=<file>, appends one line per launch: the kernel's address relative to run_grid's
+// (the executable is position-independent; `nm` gives both symbols' offsets, so the reader names the
+// kernel), the grid, the block and the dynamic shared bytes. bench/static_report.py reads it for the
+// CUDA kernels' launch geometry.
+void log_launch(const void* kernel, dim3 grid, dim3 block, size_t shared_bytes) {
+  const char* path = std::getenv("SIMT_LAUNCH_LOG");
+  if (path == nullptr || *path == '\0') return;
+  FILE* log = std::fopen(path, "a");
+  if (log == nullptr) fail_with(std::string("SIMT_LAUNCH_LOG: cannot open ") + path);
+  const long long offset = static_cast<long long>(reinterpret_cast<uintptr_t>(kernel)) -
+                           static_cast<long long>(reinterpret_cast<uintptr_t>(&run_grid));
+  std::fprintf(log, "%lld %u %u %u %u %u %u %zu\n", offset, grid.x, grid.y, grid.z, block.x, block.y, block.z,
+               shared_bytes);
+  std::fclose(log);
+}
+
 cudaError_t run_grid(const void* kernel, dim3 grid, dim3 block, size_t shared_bytes, LaunchBody body) {
   Scheduler& s = scheduler();
   if (s.in_launch) fail_with("a kernel launch from inside a kernel (dynamic parallelism is not modelled)");
@@ -489,6 +505,7 @@ cudaError_t run_grid(const void* kernel, dim3 grid, dim3 block, size_t shared_by
   const size_t allowed = opt_in == s.max_dynamic_shared.end() ? kDefaultDynamicSharedBytes
                                                                  : std::max(opt_in->second, kDefaultDynamicSharedBytes);
   if (shared_bytes > allowed) return s.last_error = cudaErrorInvalidValue;
+  log_launch(kernel, grid, block, shared_bytes);
   ++s.launch_number;
   s.in_launch = true;
   s.grid = grid;
