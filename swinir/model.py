@@ -102,7 +102,8 @@ def conv_from_stream(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if _compute_dtype(first_conv.weight, x.device.type) != torch.float16:
         return module(x.to(first_conv.weight.dtype))
     x = x.float()
-    scale = torch.exp2(torch.ceil(torch.log2(x.detach().abs().amax().clamp(min=1.0))))
+    # (max(), not amax(): the ONNX exporter has no full-tensor amax)
+    scale = torch.exp2(torch.ceil(torch.log2(x.detach().abs().max().clamp(min=1.0))))
     h = (x / scale).to(first_conv.weight.dtype)
     for layer in layers:
         if isinstance(layer, nn.Conv2d):
