@@ -1,4 +1,4 @@
-"""The ``swinir`` command: restore, eval, degrade, bench.
+"""The ``swinir`` command: restore, eval, degrade, bench, export.
 
 Exit status: 0 when everything succeeded, 1 when something failed (each failure is one line
 ``swinir: error: ...`` on stderr; in a folder the other images are still processed), 2 for usage
@@ -482,6 +482,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--dtype", choices=DTYPES, default="fp32")
     bench.add_argument("--repeats", type=_positive_int, help="timed runs per path (default 2 on CPU, 20 on GPU)")
     bench.set_defaults(handler=_bench)
+
+    from .export import add_command as add_export_command
+
+    add_export_command(commands)
     return parser
 
 
