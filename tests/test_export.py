@@ -134,6 +134,17 @@ def test_torch_export_keeps_the_fused_ops_and_runs_at_other_sizes():
             torch.testing.assert_close(exported(x), model(x), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.skipif(not os.environ.get("SWINIR_TEST_AOTI"), reason="AOTInductor compiles C++ for minutes (~7 on 2 busy cores); set SWINIR_TEST_AOTI=1")
+def test_aoti_package_runs_the_fused_ops_at_two_sizes(tmp_path):
+    model = tiny("classical_sr_x2")
+    package = torch._inductor.aoti_compile_and_package(export_program(model), package_path=str(tmp_path / "m.pt2"))
+    compiled = torch._inductor.aoti_load_package(package)
+    for shape in [(1, 3, 13, 21), (2, 3, 16, 8)]:
+        x = torch.rand(shape)
+        with torch.no_grad():
+            torch.testing.assert_close(compiled(x), model(x), rtol=1e-5, atol=1e-5)
+
+
 def test_errors_say_what_and_why(tmp_path):
     model = tiny("classical_sr_x2")
     path = tmp_path / "m.onnx"
