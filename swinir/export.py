@@ -79,9 +79,9 @@ def example_input(model: nn.Module, dtype: torch.dtype = torch.float32, size: tu
     (2ws+3 x 3ws+1, two and more windows per axis) so that no size is specialised, or (1, C, *size)
     for a static export. Values in [0, 1]."""
     in_chans, window_size = _describe(model)
-    if size is None:
-        return torch.rand(2, in_chans, 2 * window_size + 3, 3 * window_size + 1, dtype=dtype)
-    return torch.rand(1, in_chans, *size, dtype=dtype)
+    device = next(model.parameters()).device
+    shape = (2, in_chans, 2 * window_size + 3, 3 * window_size + 1) if size is None else (1, in_chans, *size)
+    return torch.rand(shape, dtype=dtype, device=device)
 
 
 def _dynamic_shapes(static: bool):
@@ -285,7 +285,8 @@ def check_onnx(path: str | os.PathLike, model: nn.Module, sizes, *, batch: int =
         feed = {INPUT_NAME: x.numpy().astype(np_dtype)}
         with torch.inference_mode():
             onnx_ms, (actual,) = _timed(lambda: session.run(None, feed), repeats)
-            torch_ms, expected = _timed(lambda: model(x), repeats)
+            device = next(model.parameters()).device
+            torch_ms, expected = _timed(lambda: model(x.to(device)).cpu(), repeats)
         error = (torch.from_numpy(actual).float() - expected.float()).abs().max().item()
         rows.append(dict(size=(height, width), max_abs_error=error, onnx_ms=onnx_ms / batch, torch_ms=torch_ms / batch))
     return rows
