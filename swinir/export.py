@@ -141,6 +141,7 @@ def export_program(model: nn.Module, *, size: tuple[int, int] | None = None) -> 
     built). The program runs with ``program.module()(x)``, saves with ``torch.export.save`` and
     compiles ahead of time with ``torch._inductor.aoti_compile_and_package`` (the package then needs
     ``import swinir_kernels`` at load time, which registers the ops)."""
+    _check_size(size)
     example = example_input(model, next(model.parameters()).dtype, size)
     return _trace(model, example, static=size is not None)
 
@@ -169,6 +170,10 @@ def _check_options(dtype: str, opset: int, size) -> None:
             f"opset: expected {ONNX_OPSETS.start}..{ONNX_OPSETS.stop - 1}, got {opset!r} (the torch.onnx exporter "
             "writes opset 18 and later; older opsets lack what the graph needs, e.g. LayerNormalization)"
         )
+    _check_size(size)
+
+
+def _check_size(size) -> None:
     if size is not None and (len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size)):
         raise ExportError(f"size: expected (height, width) positive ints or None, got {size!r}")
 

@@ -154,6 +154,8 @@ def test_errors_say_what_and_why(tmp_path):
         export_onnx(model, path, dtype="bf16")
     with pytest.raises(ExportError, match="size: expected"):
         export_onnx(model, path, size=(0, 8))
+    with pytest.raises(ExportError, match="size: expected"):
+        export_program(model, size=(8,))
     with pytest.raises(ExportError, match="expected a swinir.SwinIR or an official-structure SwinIR"):
         export_onnx(nn.Conv2d(3, 3, 3), path)
     with pytest.raises(ExportError, match="training mode"):
