@@ -332,7 +332,7 @@ def add_command(commands) -> None:
                         help="run the graph with ONNX Runtime (CPU) at three sizes against PyTorch: error and time")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.add_argument("-q", "--quiet", action="store_true", help="no notes, only errors")
-    parser.set_defaults(handler=_run_command, backend=None)
+    parser.set_defaults(handler=_run_command, backend=None, img_range=None)  # restore options cli._load_model reads
 
 
 def _run_command(args: argparse.Namespace) -> int:
