@@ -5,6 +5,7 @@
     model = swinir.load("classical_sr_x4")                                # a named checkpoint, downloaded once
     model = swinir.build("classical_sr_x4")                               # random weights
     swinir.accelerate(official_model)                                     # fuse an existing model's blocks
+    swinir.export_onnx(model, "model.onnx")                               # ONNX, dynamic image size
 
 The names below are imported on first use (PEP 562), so that ``swinir --help`` does not wait for torch.
 """
@@ -23,6 +24,8 @@ _EXPORTS = {
     "PRESETS": "presets",
     "Preset": "presets",
     "build": "presets",
+    "export_onnx": "export",
+    "export_program": "export",
     "charbonnier_loss": "losses",
     "l1_loss": "losses",
 }

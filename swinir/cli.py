@@ -1,4 +1,4 @@
-"""The ``swinir`` command: restore, eval, degrade, bench, train.
+"""The ``swinir`` command: restore, eval, degrade, bench, train, export.
 
 Exit status: 0 when everything succeeded, 1 when something failed (each failure is one line
 ``swinir: error: ...`` on stderr; in a folder the other images are still processed), 2 for usage
@@ -21,6 +21,7 @@ import sys
 import warnings
 
 # argparse only: the trainer itself is imported when `train` runs
+from .export_cli import add_export_command
 from .train_cli import add_train_command
 
 RESTORED_SUFFIX = "_SwinIR"
@@ -749,7 +750,7 @@ def _size(text: str) -> tuple[int, int]:
 
 #: one function per sub-command: adds its parser with ``handler`` (runs it) and ``check`` (validates
 #: options before any work, raising UsageError) defaults
-SUB_COMMANDS = [_add_restore, _add_eval, _add_degrade, _add_bench, add_train_command]
+SUB_COMMANDS = [_add_restore, _add_eval, _add_degrade, _add_bench, add_train_command, add_export_command]
 
 
 def build_parser() -> argparse.ArgumentParser:

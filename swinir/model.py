@@ -102,7 +102,8 @@ def conv_from_stream(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if _compute_dtype(first_conv.weight, x.device.type) != torch.float16:
         return module(x.to(first_conv.weight.dtype))
     x = x.float()
-    scale = torch.exp2(torch.ceil(torch.log2(x.detach().abs().amax().clamp(min=1.0))))
+    # (max(), not amax(): the ONNX exporter has no full-tensor amax)
+    scale = torch.exp2(torch.ceil(torch.log2(x.detach().abs().max().clamp(min=1.0))))
     h = (x / scale).to(first_conv.weight.dtype)
     for layer in layers:
         if isinstance(layer, nn.Conv2d):
@@ -375,6 +376,16 @@ class PatchUnEmbed(nn.Module):
         return x.permute(0, 3, 1, 2)
 
 
+def _padding_indices(size, window_size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Source positions along an axis of `size` padded at the end to ceil(size / ws) * ws positions:
+    (reflect, replicate), int64. reflect mirrors about the last position (``F.pad`` 'reflect') and
+    goes negative where the padding is >= size, i.e. where reflection is impossible."""
+    positions = torch.arange((size + window_size - 1) // window_size * window_size, device=device)
+    last = size - 1
+    reflect = torch.where(positions <= last, positions, 2 * last - positions)
+    return reflect, positions.clamp(max=last)
+
+
 def _pair(value):
     return tuple(value) if isinstance(value, (list, tuple)) else (value, value)
 
@@ -634,14 +645,18 @@ class SwinIR(nn.Module):
 
     def pad_to_window(self, x: torch.Tensor) -> torch.Tensor:
         """Right/bottom padding to a multiple of window_size: 'reflect' as the official model, or
-        'replicate' where reflect is impossible (pad >= size along an axis)."""
-        H, W = x.shape[-2:]
-        pad_h = (self.window_size - H % self.window_size) % self.window_size
-        pad_w = (self.window_size - W % self.window_size) % self.window_size
-        if pad_h == 0 and pad_w == 0:
-            return x
-        mode = "reflect" if pad_h < H and pad_w < W else "replicate"
-        return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        'replicate' where reflect is impossible (pad >= size along an axis).
+
+        Written as two index gathers whose lengths come from x's shape, with the mode picked by a
+        tensor ``where`` rather than a Python branch on the size: traced with symbolic sizes
+        (torch.export, ONNX) the one graph then pads every size correctly, where a branch would
+        freeze the example input's case (official issue #145)."""
+        reflect_rows, replicate_rows = _padding_indices(x.shape[-2], self.window_size, x.device)
+        reflect_cols, replicate_cols = _padding_indices(x.shape[-1], self.window_size, x.device)
+        use_reflect = (reflect_rows.min() >= 0) & (reflect_cols.min() >= 0)
+        rows = torch.where(use_reflect, reflect_rows, replicate_rows)
+        cols = torch.where(use_reflect, reflect_cols, replicate_cols)
+        return x.index_select(-2, rows).index_select(-1, cols)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) features -> (B, C, H, W) fp32: patch norm, residual groups, final norm."""
