@@ -82,6 +82,8 @@ def pytest_configure(config):
 
 def pytest_report_header(config):
     settings = config._swinir_bench
+    if settings.device == "cuda" and not torch.cuda.is_available():
+        return ["swinir benchmarks: --bench-device cuda without a GPU: collection only (e.g. --collect-only counts)"]
     lines = [f"swinir benchmarks: device {settings.device} ({utils.device_name(settings.device)}), "
              f"{'smoke run: tiny shapes, once each' if settings.smoke else 'timed run'}, commit {utils.git_commit()}"]
     if settings.device == "cpu":
