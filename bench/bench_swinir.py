@@ -33,7 +33,6 @@ import torch
 # Run from a checkout without installing: import the packages next to bench/.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import swinir  # noqa: E402
-import swinir_kernels  # noqa: E402
 from swinir_kernels import _backend  # noqa: E402
 
 try:

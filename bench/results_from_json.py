@@ -26,19 +26,30 @@ from utils import OURS, append_csv  # noqa: E402
 BASELINES = ("reference", "reference-compiled", "sdpa-folded-bias", "flex", "copy")
 
 
-def rows_from_run(run: dict) -> list[dict]:
-    """The CSV rows (utils.COLUMNS) of one --benchmark-json document; benchmarks without the op
-    benchmarks' extra_info (or not timed) are left out."""
+def _timed(run: dict) -> list[dict]:
+    return [b for b in run["benchmarks"] if "provider" in b["extra_info"] and b.get("stats")]
+
+
+def rows_from_runs(runs: list[dict]) -> list[dict]:
+    """The CSV rows (utils.COLUMNS) of --benchmark-json documents (e.g. one run per subset of the
+    providers: a row's speedup uses the reference row of its group in any of them, on the same
+    device); benchmarks without the op benchmarks' extra_info (or not timed) are left out."""
+    reference_s = {
+        (run["machine_info"].get("swinir", {}).get("device"), b["group"]): b["stats"]["median"]
+        for run in runs for b in _timed(run) if b["extra_info"]["provider"] == "reference"
+    }
+    return [row for run in runs for row in _rows(run, reference_s)]
+
+
+def _rows(run: dict, reference_s: dict) -> list[dict]:
     machine = run["machine_info"].get("swinir")
     if machine is None:
         raise ValueError("not a run of bench/: machine_info has no 'swinir' entry (bench/conftest.py adds it)")
     date = datetime.datetime.fromisoformat(run["datetime"]).astimezone(datetime.timezone.utc)
-    timed = [b for b in run["benchmarks"] if "provider" in b["extra_info"] and b.get("stats")]
-    reference_s = {b["group"]: b["stats"]["median"] for b in timed if b["extra_info"]["provider"] == "reference"}
     rows = []
-    for bench in timed:
+    for bench in _timed(run):
         info, median = bench["extra_info"], bench["stats"]["median"]
-        reference = reference_s.get(bench["group"])
+        reference = reference_s.get((machine["device"], bench["group"]))
         rows.append({
             "op": info["op"],
             "provider": info["provider"],
@@ -108,11 +119,13 @@ def main(argv=None) -> None:
     parser.add_argument("--no-csv", action="store_true", help="do not append the rows to bench/results/<device>.csv")
     parser.add_argument("--readme", help="README to write the tables into (between the device's markers)")
     args = parser.parse_args(argv)
-    by_device: dict[str, list[dict]] = defaultdict(list)
+    runs = []
     for path in args.runs:
         with open(path) as handle:
-            for row in rows_from_run(json.load(handle)):
-                by_device[row["device"]].append(row)
+            runs.append(json.load(handle))
+    by_device: dict[str, list[dict]] = defaultdict(list)
+    for row in rows_from_runs(runs):
+        by_device[row["device"]].append(row)
     if not by_device:
         raise SystemExit(f"no timed op benchmarks in {', '.join(args.runs)} (was it run with --benchmark-disable?)")
     for device, rows in by_device.items():
