@@ -2,15 +2,16 @@
 # The GPU script: on a machine with CUDA, build with CUDA, then run the chosen stages and leave logs,
 # pytest-benchmark JSON and CSV rows in OUTDIR (made absolute before anything changes directory).
 #   usage: bash bench/gpu_check.sh OUTDIR [STAGES] [pytest args...]
-#   STAGES: comma-separated, from test, attn-fwd, attn-bwd, copies, model, model-compiled, profile
-#   (default: all, in that order); the build always runs first (seconds when nothing changed).
+#   STAGES: comma-separated, from test, test-attention, test-others, attn-fwd, attn-bwd-bf16,
+#   attn-bwd-fp32, copies, model, model-compiled, profile (default: test and every stage after
+#   test-others, in that order); the build always runs first (seconds when nothing changed).
 #   The pytest args go to the test stage and to the pytest-benchmark stages (e.g. -k bfloat16).
 # Every benchmark and profile row names an explicit backend: cuda, triton, reference, or
 # reference-compiled (torch.compile of the reference); never `auto`, which is `reference` on CUDA
 # until the GPU backends are verified.
 #
 # With the device tool, whose commands stop after 10 minutes, run ONE stage per call, e.g.
-#   run(command="bash bench/gpu_check.sh $OUT test")  then  "... $OUT attn-fwd", "... $OUT attn-bwd", ...
+#   run(command="bash bench/gpu_check.sh $OUT test")  then  "... $OUT attn-fwd", "... $OUT attn-bwd-bf16", ...
 # The commit is the checkout's (git), else the one setup.py recorded at build time in the git-ignored
 # swinir_kernels/_build_info.py: carry that file (run `python3 setup.py --name` here to write it), or
 # set SWINIR_KERNELS_COMMIT=<commit> in the command.
@@ -25,17 +26,19 @@
 # per forward graph, ~20-40 s per forward+backward graph (assumed; FlexAttention's are the slow end);
 # pytest-benchmark: ~0.7 s per benchmark (--benchmark-max-time 0.5 s plus calibration and the untimed
 # calls). Counts from `python -m pytest bench/ --bench-device cuda --collect-only -q` (works on a CPU).
-#   test            the whole suite with CUDA: bounded by tests/test_triton_gpu_compile-style compile
-#                   counts (~80-100 autotuned keys x 6 configs, issue 11) = 5-9 min; split with
-#                   pytest args (e.g. -k "not attention", then -k attention) if it overruns.
+#   test            the whole suite with CUDA: ~80-100 autotuned (kernel, key) pairs (issue 11); with the
+#                   autotuner's 6 configs 8-10 min of compiles alone: too long for one call, so run
+#                   test-attention (tests/test_window_attention.py, most of the keys) and test-others
+#                   (the rest) instead; with one configuration per key (issue 11, deliverable 5) ~1-1.5
+#                   min of compiles, ~3-5 min in all, and `test` fits.
 #   attn-fwd        36 benchmarks (3 shapes x bf16/fp32 x 6 providers): 12 Inductor graphs (reference-
 #                   compiled + flex) 2-5 min, Triton 4 specializations x 6 configs 15-22 s, timing ~25 s:
 #                   ~4-7 min.
-#   attn-bwd        36 benchmarks: 12 forward+backward graphs 4-8 min, Triton 8 specializations x 6
-#                   configs 30-45 s, timing ~35 s: ~6-10 min -- the tightest; if it overruns, run it
-#                   per dtype: "... $OUT attn-bwd -k bfloat16" then "-k float32".
+#   attn-bwd-bf16   18 benchmarks each (3 shapes x 6 providers): 6 forward+backward graphs 2-4 min,
+#   attn-bwd-fp32   Triton 4 specializations (forward and backward kernels, 2 head dims) x 6 configs
+#                   15-22 s, timing ~20 s: ~3-6 min.
 #   copies          120 benchmarks (partition/reverse 40, pixel shuffle 80): 24 small Inductor graphs
-#                   2-4 min, Triton ~12 specializations (untuned) ~10 s, timing ~85 s: ~4-6 min.
+#                   2-4 min, Triton ~20 specializations (untuned) ~15 s, timing ~85 s: ~4-6 min.
 #   model           bench_swinir.py, 3 presets x bf16/fp32 x cuda/triton/reference: Triton ~4
 #                   specializations x 6 configs ~20 s, 18 model runs x 23 forwards: ~2-3 min.
 #   model-compiled  reference-compiled for the 3 presets in bf16: 3 whole-model Inductor compiles,
@@ -47,12 +50,12 @@
 # Exit status: non-zero if the build, a test, a benchmark stage or the regression guard failed.
 set -uo pipefail
 usage="usage: bash bench/gpu_check.sh OUTDIR [STAGES] [pytest args...]"
-all_stages=test,attn-fwd,attn-bwd,copies,model,model-compiled,profile
+all_stages=test,attn-fwd,attn-bwd-bf16,attn-bwd-fp32,copies,model,model-compiled,profile
 [ $# -ge 1 ] || { echo "$usage" >&2; exit 2; }
 mkdir -p "$1" && out=$(cd "$1" && pwd) || { echo "OUTDIR: cannot create $1" >&2; exit 2; }
 shift
 stages=$all_stages
-stage_names='test|attn-fwd|attn-bwd|copies|model|model-compiled|profile'
+stage_names='test|test-attention|test-others|attn-fwd|attn-bwd-bf16|attn-bwd-fp32|copies|model|model-compiled|profile'
 if [ $# -gt 0 ] && [[ $1 =~ ^($stage_names)(,($stage_names))*$ ]]; then stages=$1; shift; fi
 wants() { [[ ,$stages, == *,$1,* ]]; }
 cd "$(dirname "$0")/.."
@@ -73,12 +76,16 @@ tail -3 "$out/build.log"
   echo "stages: $stages"
 } 2>&1 | tee "$out/env.txt"
 
-if wants test; then
-  echo "== tests (all, CUDA included)"
-  timeout -s INT "$limit" python3 -m pytest -q -rs -p no:cacheprovider --junitxml="$out/tests.xml" "$@" 2>&1 \
-    | tee "$out/tests.log" | tail -30
+run_tests() {  # name, pytest args...: a test stage, its log and junit XML in OUTDIR
+  local name=$1; shift
+  echo "== $name: python -m pytest $*"
+  timeout -s INT "$limit" python3 -m pytest -q -rs -p no:cacheprovider --junitxml="$out/$name.xml" "$@" 2>&1 \
+    | tee "$out/$name.log" | tail -30
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
-fi
+}
+wants test && run_tests test "$@"
+wants test-attention && run_tests test-attention tests/test_window_attention.py "$@"
+wants test-others && run_tests test-others --ignore=tests/test_window_attention.py "$@"
 
 compare=()
 if [ -n "${SWINIR_BENCH_BASELINE:-}" ]; then
@@ -94,7 +101,10 @@ bench_stage() {
   [ -s "$out/$name.json" ] && python3 bench/results_from_json.py "$out/$name.json" >"$out/$name-tables.md" 2>&1
 }
 wants attn-fwd && bench_stage attn-fwd bench/bench_window_attention.py -k "test_forward and not test_forward_backward" "$@"
-wants attn-bwd && bench_stage attn-bwd bench/bench_window_attention.py -k test_forward_backward "$@"
+wants attn-bwd-bf16 && bench_stage attn-bwd-bf16 bench/bench_window_attention.py -k test_forward_backward \
+  --bench-dtypes bfloat16 "$@"
+wants attn-bwd-fp32 && bench_stage attn-bwd-fp32 bench/bench_window_attention.py -k test_forward_backward \
+  --bench-dtypes float32 "$@"
 wants copies && bench_stage copies bench/bench_window_partition.py bench/bench_pixel_shuffle.py "$@"
 
 run_script() {  # name, script args...: a whole-model script, its output in OUTDIR/<name>.log
