@@ -85,7 +85,10 @@ def run(measure, settings, case, memory_format, dtype, provider, backward):
             def fn(x):
                 return eager(x, r, scale, bias, out_h, out_w)
 
-        torch.testing.assert_close(fn(x), eager_tail(x, r, scale, bias, out_h, out_w), msg=f"{provider} differs from eager")
+        # Half precision: eager rounds after the multiply and after the add, a fused epilogue once.
+        tolerance = {"rtol": 4e-3, "atol": 4e-3} if x.element_size() == 2 else {}
+        torch.testing.assert_close(fn(x), eager_tail(x, r, scale, bias, out_h, out_w), **tolerance,
+                                   msg=f"{provider} differs from eager")
         if backward:
             x_grad = x.detach().requires_grad_()
             grad_out = torch.randn(shape[0], C, out_h, out_w, device=device, dtype=dtype)
