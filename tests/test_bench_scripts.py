@@ -10,6 +10,9 @@ import os
 import subprocess
 import sys
 
+import pytest
+import torch
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OP_BENCHMARKS = ("bench_window_attention.py", "bench_window_partition.py", "bench_pixel_shuffle.py")
 # Two shapes x {cpu, reference} of window_partition: four benchmarks of a few ms each.
@@ -102,3 +105,29 @@ def test_json_to_results_and_regression_guard(tmp_path):
         output = result.stdout + result.stderr
         assert (result.returncode != 0) == should_fail, output[-3000:]
         assert ("Performance has regressed" in output) == should_fail, output[-3000:]
+
+
+def test_build_records_the_commit_for_trees_without_git(tmp_path):
+    # A copy of the tree outside any git checkout (as on a GPU machine): setup.py records the commit
+    # it is given, and a later build there keeps it instead of writing "unknown".
+    (tmp_path / "swinir_kernels").mkdir()
+    (tmp_path / "setup.py").write_text(open(os.path.join(ROOT, "setup.py")).read())
+    build_info = tmp_path / "swinir_kernels" / "_build_info.py"
+    for env_extra in ({"SWINIR_KERNELS_COMMIT": "abc1234"}, {}):
+        env = dict(os.environ, SWINIR_KERNELS_CUDA="0", GIT_CEILING_DIRECTORIES=str(tmp_path.parent), **env_extra)
+        if not env_extra:
+            env.pop("SWINIR_KERNELS_COMMIT", None)
+        result = subprocess.run([sys.executable, "setup.py", "--name"], cwd=tmp_path, env=env, capture_output=True,
+                                text=True, timeout=300)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert 'COMMIT = "abc1234"' in build_info.read_text()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="would build the CUDA extension for real")
+def test_gpu_check_keeps_a_relative_outdir_after_changing_directory(tmp_path):
+    # On a CPU torch the CUDA build fails at once; its log must still land in OUTDIR, given relative
+    # to where the script was started (the script changes to the checkout before building).
+    result = subprocess.run(["bash", os.path.join(ROOT, "bench", "gpu_check.sh"), "rel/out", "attn-fwd"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "BUILD FAILED" in result.stdout, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "CUDA kernels cannot be built" in (tmp_path / "rel" / "out" / "build.log").read_text()
