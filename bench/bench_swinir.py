@@ -18,7 +18,7 @@ reference-compiled, compiles: minutes on a GPU for a full-size model) a whole mo
 handful of long calls that gpu_check.sh sizes per dtype, and users have ``swinir bench`` for the
 same comparison on their own sizes.
 
-    python bench/bench_swinir.py --quick
+    python bench/bench_swinir.py --quick --providers cpu reference    # CPU, a few minutes (compiling adds more)
     python bench/bench_swinir.py --device cuda --dtype bfloat16 --providers cuda triton reference
 """
 

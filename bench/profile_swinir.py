@@ -1,7 +1,7 @@
 """Profile one SwinIR forward with torch.profiler and group the time by op class.
 
     python bench/profile_swinir.py --preset classical_sr_x4 --size 256 --dtype bf16   # on a GPU
-    python bench/profile_swinir.py --size 32 --dtype fp32                             # CPU smoke run
+    python bench/profile_swinir.py --size 32 --dtype fp32 --providers cpu reference   # CPU, no compile
 
 For each provider, an explicit backend (never 'auto', whose choice changes as backends get verified):
 ours (cuda and triton on a GPU, cpu on a CPU), the reference path (backend 'reference') and
