@@ -35,6 +35,7 @@ import utils  # noqa: E402
 
 OP_BENCHMARKS = ("bench_window_attention.py", "bench_window_partition.py", "bench_pixel_shuffle.py")
 DEFAULT_GPU_MIN_TIME = 1e-3  # seconds per round on a GPU, see the module docstring
+DTYPES = ("float32", "bfloat16", "float16", "float64")
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,11 @@ def pytest_addoption(parser):
 def _settings(config) -> Settings:
     device = config.getoption("bench_device") or ("cuda" if torch.cuda.is_available() else "cpu")
     dtypes = config.getoption("bench_dtypes")
-    return Settings(device, bool(config.getoption("benchmark_disable")), tuple(dtypes.split(",")) if dtypes else None)
+    dtypes = tuple(dtypes.split(",")) if dtypes else None
+    for name in dtypes or ():
+        if name not in DTYPES:
+            raise pytest.UsageError(f"--bench-dtypes: expected names from {','.join(DTYPES)}, got {name!r}")
+    return Settings(device, bool(config.getoption("benchmark_disable")), dtypes)
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-benchmark's own pytest_configure reads the timer option
