@@ -5,11 +5,15 @@ Environment:
   TORCH_CUDA_ARCH_LIST      honoured as torch defines it (e.g. "9.0" for H100/H200); default: the local GPU's arch
   MAX_JOBS                  parallel compile jobs (ninja)
   DEBUG=1                   -O0 -g
+  SWINIR_KERNELS_COMMIT     the commit to record in swinir_kernels/_build_info.py (default: git's, else the
+                            one already recorded there: a copied tree without .git keeps what it was built from)
 """
 
 import glob
 import os
+import re
 import shutil
+import subprocess
 import sys
 
 import torch
@@ -17,6 +21,38 @@ from setuptools import find_packages, setup
 from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
+BUILD_INFO = os.path.join(ROOT, "swinir_kernels", "_build_info.py")
+
+
+def source_commit() -> str:
+    """The short commit of this tree ("-dirty" with local changes to tracked files), from
+    $SWINIR_KERNELS_COMMIT, else git, else the one recorded by an earlier build, else "unknown"."""
+    if os.environ.get("SWINIR_KERNELS_COMMIT"):
+        return os.environ["SWINIR_KERNELS_COMMIT"]
+    try:
+        def git(*args):
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", ":/", ":(exclude,top)bench/results")
+        return git("rev-parse", "--short=7", "HEAD") + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    try:
+        with open(BUILD_INFO) as handle:
+            return re.search(r'COMMIT = "([^"]*)"', handle.read()).group(1)
+    except (OSError, AttributeError):
+        return "unknown"
+
+
+def write_build_info() -> None:
+    """swinir_kernels/_build_info.py (git-ignored): the commit this build came from, so that a tree
+    without .git (an installed or copied one, e.g. on a GPU machine) still knows it."""
+    commit = source_commit()
+    text = f'"""Written by setup.py at build time; not in git."""\n\nCOMMIT = "{commit}"\n'
+    with open(BUILD_INFO + ".tmp", "w") as handle:
+        handle.write(text)
+    os.replace(BUILD_INFO + ".tmp", BUILD_INFO)
+    print(f"swinir_kernels build: commit {commit} recorded in {os.path.relpath(BUILD_INFO, ROOT)}")
 
 
 def cuda_build_decision():
@@ -71,6 +107,7 @@ def extension():
     )
 
 
+write_build_info()
 setup(
     packages=find_packages(include=["swinir_kernels", "swinir_kernels.*", "swinir", "swinir.*"]),
     ext_modules=[extension()],

@@ -1,48 +1,87 @@
-"""End-to-end SwinIR forward: our model on the fused ops (backend 'auto') next to the same model on
-the plain-PyTorch reference path (backend 'reference'), same random weights and input, one run.
+"""End-to-end SwinIR forward, one row per explicit backend: the same random weights and input through
+the model built with each of our backends (cuda, triton on a GPU; cpu on a CPU), the plain-PyTorch
+reference path (backend 'reference') and torch.compile of that reference model. Never 'auto': what
+it picks changes as backends get verified, and a row must say what it timed.
 
 Cases: classical SR x4 and lightweight SR x4 at 256x256, colour denoising at 512x512 (full-size
 presets, random weights). ``--quick`` (the default on CPU) shrinks the inputs to 32/32/64 so a CPU run
 takes a few minutes; ``--size`` sets one size for all cases.
 
-Per row: median forward latency over ``--repeats`` runs after a warm-up; peak memory of one forward
-(bench/utils.py: CUDA ``max_memory_allocated``, CPU the growth of the peak resident set). Rows are appended to
-bench/results/<device>.csv with the project's columns (gb_s is left empty: an end-to-end model has no
-single byte count).
+Per row: median forward latency over ``--repeats`` runs after a warm-up (on a GPU each run is
+bracketed by synchronisations: a whole forward is milliseconds, so their microseconds do not count);
+peak memory of one forward (CUDA ``max_memory_allocated``, CPU the growth of the peak resident set).
+Rows are appended to bench/results/<device>.csv with the project's columns (gb_s is left empty: a
+model has no single byte count).
 
-    python bench/bench_swinir.py --quick
-    python bench/bench_swinir.py --device cuda --dtype bfloat16
+This stays a script rather than a pytest-benchmark module: each row builds (and for
+reference-compiled, compiles: minutes on a GPU for a full-size model) a whole model, so a run is a
+handful of long calls that gpu_check.sh sizes per dtype, and users have ``swinir bench`` for the
+same comparison on their own sizes.
+
+    python bench/bench_swinir.py --quick --providers cpu reference    # CPU, a few minutes (compiling adds more)
+    python bench/bench_swinir.py --device cuda --dtype bfloat16 --providers cuda triton reference
 """
 
 import argparse
 import os
+import statistics
 import sys
+import time
 
 import torch
 
 # Run from a checkout without installing: import the packages next to bench/.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import swinir  # noqa: E402
+from swinir_kernels import _backend  # noqa: E402
 
 try:
-    from utils import append_csv, median_ms, peak_memory_mb, peak_rss_growth_mb, row
+    from utils import OURS, append_csv, device_name, git_commit, peak_memory_mb, peak_rss_growth_mb
 except ImportError:  # run as a module: python -m bench.bench_swinir
-    from bench.utils import append_csv, median_ms, peak_memory_mb, peak_rss_growth_mb, row
+    from bench.utils import OURS, append_csv, device_name, git_commit, peak_memory_mb, peak_rss_growth_mb
 
 CASES = (("classical_sr_x4", 256, 32), ("lightweight_sr_x4", 256, 32), ("color_dn_25", 512, 64))  # preset, size, quick size
-PROVIDERS = (("swinir", "auto"), ("reference", "reference"))  # provider name, SwinIR backend
+PROVIDERS = (*OURS, "reference", "reference-compiled")
 
 
-def measure(model, x, repeats: int, warmup: int) -> tuple[float, float | None]:
-    """(median ms, peak MB of one call) of ``model(x)`` under no_grad, warm-up excluded."""
-    device = str(x.device)
-    with torch.no_grad():
-        for _ in range(warmup):
-            model(x)
-        ms = median_ms({"model": lambda: model(x)}, device, warmup=0, repeats=repeats)["model"]
-        if x.device.type == "cpu":
-            return ms, peak_rss_growth_mb(lambda: model(x))
-        return ms, peak_memory_mb(lambda: model(x), device)
+def available_providers(device: str, requested) -> list[str]:
+    """The requested providers that can run on `device` (ours: when the backend chooser says so for the
+    attention; the others always), printing why each other one is left out."""
+    probe = torch.empty(1, device=device)
+    chosen = []
+    for provider in requested:
+        why_not = _backend._cannot_run(provider, "shifted_window_attention", probe) if provider in OURS else None
+        if provider == "triton" and device == "cpu" and why_not is None:
+            why_not = "the Triton interpreter is not a benchmark"
+        if why_not is None:
+            chosen.append(provider)
+        else:
+            print(f"skipping {provider}: {why_not}")
+    return chosen
+
+
+def build(preset: str, provider: str, weights, device: str, dtype: torch.dtype):
+    backend = "reference" if provider.startswith("reference") else provider
+    model = swinir.build(preset, backend=backend).eval().to(device, dtype)
+    model.load_state_dict(weights)
+    return torch.compile(model) if provider == "reference-compiled" else model
+
+
+def median_forward_ms(model, x, repeats: int, warmup: int) -> float:
+    def synchronize():
+        if x.device.type == "cuda":
+            torch.cuda.synchronize(x.device)
+
+    for _ in range(warmup):  # compiles, first-use checks, allocator warm-up: outside the timed runs
+        model(x)
+    times = []
+    for _ in range(repeats):
+        synchronize()
+        start = time.perf_counter()
+        model(x)
+        synchronize()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
 
 
 def main(argv=None):
@@ -53,6 +92,8 @@ def main(argv=None):
     parser.add_argument("--size", type=int, help="one input size (pixels per side) for all cases")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs (default 3 on CPU, 20 on GPU)")
     parser.add_argument("--cases", nargs="*", default=[c[0] for c in CASES], help="presets to run")
+    parser.add_argument("--providers", nargs="+", default=list(PROVIDERS), choices=PROVIDERS,
+                        help="backends to time (default: every one that can run here)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--no-save", action="store_true", help="print only, append nothing to bench/results")
     args = parser.parse_args(argv)
@@ -63,32 +104,38 @@ def main(argv=None):
     quick = args.quick or cpu
     repeats = args.repeats or (3 if cpu else 20)
     dtype = getattr(torch, args.dtype)
+    providers = available_providers(args.device, args.providers)
+    commit, device_label = git_commit(), device_name(args.device)
     rows = []
     for preset, size, quick_size in CASES:
         if preset not in args.cases:
             continue
         side = args.size or (quick_size if quick else size)
         torch.manual_seed(0)
-        in_chans = swinir.PRESETS[preset].kwargs["in_chans"]
-        x = torch.rand(1, in_chans, side, side, device=args.device, dtype=dtype)
-        weights = None
+        weights = swinir.build(preset).state_dict()
+        x = torch.rand(1, swinir.PRESETS[preset].kwargs["in_chans"], side, side, device=args.device, dtype=dtype)
         results = {}
-        for provider, backend in PROVIDERS:
-            model = swinir.build(preset, backend=backend).eval().to(args.device, dtype)
-            if weights is None:
-                weights = model.state_dict()
-            model.load_state_dict(weights)
-            results[provider] = measure(model, x, repeats, warmup=1 if cpu else 3)
-            del model
-        reference_ms = results["reference"][0]
-        for provider, (ms, peak_mb) in results.items():
-            shape = f"1x{in_chans}x{side}x{side}"
-            rows.append(row(f"swinir_{preset}", provider, "forward", args.dtype, shape, ms, None, reference_ms,
-                            peak_mb, args.device))  # fmt: skip
-            print(f"{preset:20s} {provider:10s} {side}x{side} {args.dtype}: {ms:9.2f} ms  "
-                  f"x{reference_ms / ms:.2f} vs reference  peak {rows[-1]['peak_mb'] or '-'} MB", flush=True)
+        with torch.no_grad():
+            for provider in providers:
+                model = build(preset, provider, weights, args.device, dtype)
+                ms = median_forward_ms(model, x, repeats, warmup=1 if cpu else 3)
+                peak = peak_rss_growth_mb(lambda: model(x)) if cpu else peak_memory_mb(lambda: model(x), args.device)
+                results[provider] = (ms, peak)
+                del model
+        reference_ms = results.get("reference", (None,))[0]
+        for provider, (ms, peak) in results.items():
+            speedup = "" if reference_ms is None else f"{reference_ms / ms:.2f}"
+            rows.append({
+                "op": f"swinir_{preset}", "provider": provider, "mode": "forward", "dtype": args.dtype,
+                "shape": "x".join(map(str, x.shape)), "median_ms": f"{ms:.4f}", "gb_s": "",
+                "speedup_vs_reference": speedup, "peak_mb": "" if peak is None else f"{peak:.1f}",
+                "device": device_label, "torch": torch.__version__, "commit": commit,
+                "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            })
+            print(f"{preset:20s} {provider:18s} {side}x{side} {args.dtype}: {ms:9.2f} ms  "
+                  f"x{speedup or '-'} vs reference  peak {rows[-1]['peak_mb'] or '-'} MB", flush=True)
     if not args.no_save and rows:
-        print(f"appended {len(rows)} rows to {append_csv(rows, args.device)}")
+        print(f"appended {len(rows)} rows to {append_csv(rows, device_label)}")
     return rows
 
 

@@ -1,45 +1,67 @@
-"""Benchmark of shifted-window attention (image layout, ws=8, shift=4: the masked SwinIR layer).
+"""Benchmark of shifted-window attention in the image layout (ws 8, shift 4: SwinIR's masked layer).
 
-Providers (each computes reference.shifted_window_attention's result):
+Providers (each computes reference.shifted_window_attention's result, checked against float64):
+  cuda, triton, cpu    our fused kernels (swinir_kernels backends, each asked for by name)
   reference            roll + partition + attention (+ mask tensor) + reverse + roll, eager PyTorch
   reference-compiled   torch.compile of that chain
-  cpu                  the fused C++ CPU kernel (swinir_kernels backend "cpu")
-  cuda, triton         the fused GPU kernels, when built / registered          [GPU: UNVERIFIED here]
   sdpa-folded-bias     partition + F.scaled_dot_product_attention with rel_bias + shift mask folded
-                       into attn_mask + reverse (any device; checked against the fp64 reference first)
+                       into one attn_mask + reverse
+  flex                 torch.compile of partition + FlexAttention with a score_mod adding the bias and
+                       the mask + reverse; GPU only (torch 2.13's CPU FlexAttention has no backward and
+                       fails to lower this score_mod); skipped with torch's error where the installed
+                       torch cannot run a direction
 
-Modes: ``forward`` (under no_grad) and ``forward+backward`` (grads of qkv and rel_bias).
-GB/s counts the bytes a fused kernel must move: forward 4*C*s per token (read q, k, v, write o),
-backward 7*C*s per token (read q, k, v, dO, write dq, dk, dv), so forward+backward counts 11*C*s.
-Peak memory of one call is measured on CUDA (the caching allocator's peak); not on CPU.
+Tests: ``test_forward`` (under no_grad) and ``test_forward_backward`` (gradients of qkv and rel_bias).
+Bytes a fused kernel must move: forward 4*C*s per token (read q, k, v, write o), backward 7*C*s (read
+q, k, v, dO, write dq, dk, dv), so forward+backward counts 11*C*s. FLOPs: 4*N*C per token forward,
+10*N*C backward (kernel-physics.md).
 
-    python bench/bench_window_attention.py                 # CPU, 2 threads, fp32; appends bench/results/<device>.csv
-    python bench/bench_window_attention.py --device cuda --dtype bfloat16
+    python -m pytest bench/bench_window_attention.py --benchmark-only
+    python -m pytest bench/bench_window_attention.py --benchmark-only --bench-dtypes float16 -k forward
 """
 
-import argparse
 import os
-import sys
 
+import pytest
 import torch
 import torch.nn.functional as F
+from utils import skip_unless_ours_can_run
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout, not an installed copy
+import swinir_kernels
+from swinir_kernels import reference
 
-import swinir_kernels  # noqa: E402
-from swinir_kernels import _backend, reference  # noqa: E402
-
-from utils import append_csv, compare_providers, keep_freed_memory_mapped, print_table  # noqa: E402
-
+OP = "shifted_window_attention"
 WINDOW_SIZE, SHIFT = 8, 4
 # (B, H, W, C, num_heads): SwinIR lightweight (C=60, head_dim 10) and classical (C=180, head_dim 30).
-SHAPES = [(1, 64, 64, 60, 6), (1, 128, 128, 60, 6), (1, 64, 64, 180, 6), (1, 128, 128, 180, 6)]
-MODES = ("forward", "forward+backward")
+SHAPES = {
+    "cuda": [(1, 256, 256, 60, 6), (1, 256, 256, 180, 6), (32, 64, 64, 180, 6)],  # qkv >= 23 MB, o >= 7.8 MB
+    "cpu": [(1, 64, 64, 60, 6), (1, 128, 128, 60, 6), (1, 64, 64, 180, 6), (1, 128, 128, 180, 6)],
+}
+SMOKE_SHAPES = [(2, 16, 24, 20, 2)]  # 2 x 3 windows, head_dim 10, batch 2
+DTYPES = {"cuda": ("bfloat16", "float32"), "cpu": ("float32", "bfloat16")}
+PROVIDERS = {
+    "cuda": ("cuda", "triton", "reference", "reference-compiled", "sdpa-folded-bias", "flex"),
+    "cpu": ("cpu", "triton", "reference", "reference-compiled", "sdpa-folded-bias", "flex"),
+}
 
 
-def sdpa_folded_bias(qkv, rel_bias, num_heads, window_size, shift, scale=None):
-    """Partition, SDPA with the relative bias and the shift mask added into one attn_mask, reverse.
-    The GPU baseline of kernel-physics.md; its correctness is checked against the reference below."""
+def parameters(settings) -> dict:
+    shapes = SMOKE_SHAPES if settings.smoke else SHAPES[settings.device]
+    dtypes = settings.dtypes or (("float32",) if settings.smoke else DTYPES[settings.device])
+    return {
+        "shape": [pytest.param(shape, id=shape_label(shape)) for shape in shapes],
+        "dtype": [pytest.param(getattr(torch, name), id=name) for name in dtypes],
+        "provider": list(PROVIDERS[settings.device]),
+    }
+
+
+def shape_label(shape) -> str:
+    B, H, W, C, num_heads = shape
+    return f"B{B}xH{H}xW{W}xC{C}xnH{num_heads}xws{WINDOW_SIZE}xs{SHIFT}"
+
+
+def sdpa_folded_bias(qkv, rel_bias, num_heads, window_size, shift):
+    """Partition, SDPA with the relative bias and the shift mask added into one attn_mask, reverse."""
     B, H, W, C3 = qkv.shape
     C = C3 // 3
     windows = reference.window_partition(qkv, window_size, shift)  # (B*nW, N, 3C)
@@ -51,103 +73,116 @@ def sdpa_folded_bias(qkv, rel_bias, num_heads, window_size, shift, scale=None):
         nW = shift_mask.shape[0]
         mask = (mask.unsqueeze(0) + shift_mask.unsqueeze(1).unsqueeze(0)).expand(B, nW, num_heads, N, N)
         mask = mask.reshape(Bw, num_heads, N, N)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     return reference.window_reverse(out.transpose(1, 2).reshape(Bw, N, C), window_size, H, W, shift)
 
 
-def backend_provider(name):
-    def run(qkv, rel_bias, num_heads, window_size, shift):
-        with swinir_kernels.use_backend(name):
-            return swinir_kernels.shifted_window_attention(
-                qkv, rel_bias, num_heads=num_heads, window_size=window_size, shift=shift
-            )
+def flex_attention_chain(qkv, rel_bias, num_heads, window_size, shift):
+    """Partition, FlexAttention whose score_mod adds rel_bias[h, i, j] and the shift mask of window
+    b mod nW, reverse (compiled as a whole by the caller)."""
+    from torch.nn.attention.flex_attention import flex_attention
 
-    return run
+    B, H, W, C3 = qkv.shape
+    C = C3 // 3
+    windows = reference.window_partition(qkv, window_size, shift)
+    Bw, N, _ = windows.shape
+    q, k, v = windows.reshape(Bw, N, 3, num_heads, C // num_heads).permute(2, 0, 3, 1, 4)
+    shift_mask = reference.shift_attention_mask(H, W, window_size, shift, device=qkv.device, dtype=qkv.dtype)
+    windows_per_image = shift_mask.shape[0]
 
+    def add_bias_and_mask(score, b, h, q_idx, kv_idx):
+        return score + rel_bias[h, q_idx, kv_idx] + shift_mask[b % windows_per_image, q_idx, kv_idx]
 
-def providers(device: str, sample_qkv: torch.Tensor) -> dict:
-    """name -> fn(qkv, rel_bias, num_heads, window_size, shift); the reference first."""
-    chosen = {
-        "reference": reference.shifted_window_attention,
-        "reference-compiled": torch.compile(reference.shifted_window_attention),
-    }
-    # Fused kernels: only those the backend chooser says can run here.
-    for name in ("cpu",) if device == "cpu" else ("cuda", "triton"):
-        why_not = _backend._cannot_run(name, "shifted_window_attention", sample_qkv)
-        if why_not is None:
-            chosen[name] = backend_provider(name)
-        else:
-            print(f"skipping provider {name}: {why_not}")
-    chosen["sdpa-folded-bias"] = sdpa_folded_bias
-    return chosen
+    out = flex_attention(q, k, v, score_mod=add_bias_and_mask)
+    return reference.window_reverse(out.transpose(1, 2).reshape(Bw, N, C), window_size, H, W, shift)
 
 
-def bench_shape(shape, dtype, device, mode_names, provider_fns) -> list[dict]:
+def provider_function(provider, settings, dtype):
+    """fn(qkv, rel_bias, num_heads, window_size, shift) of `provider`, or pytest.skip saying why not here."""
+    if provider in ("cuda", "triton", "cpu"):
+        skip_unless_ours_can_run(provider, OP, settings.device, dtype, settings.smoke)
+
+        def ours(qkv, rel_bias, num_heads, window_size, shift):
+            with swinir_kernels.use_backend(provider):
+                return swinir_kernels.shifted_window_attention(
+                    qkv, rel_bias, num_heads=num_heads, window_size=window_size, shift=shift
+                )
+
+        return ours
+    if provider == "reference":
+        return reference.shifted_window_attention
+    if provider == "reference-compiled":
+        return settings.compile(reference.shifted_window_attention)
+    if provider == "sdpa-folded-bias":
+        return sdpa_folded_bias
+    if settings.device == "cpu":
+        pytest.skip("flex: GPU only (torch 2.13's CPU FlexAttention has no backward and cannot lower this score_mod)")
+    return settings.compile(flex_attention_chain)
+
+
+def tensors(shape, dtype, device):
+    torch.manual_seed(0)
     B, H, W, C, num_heads = shape
     N = WINDOW_SIZE * WINDOW_SIZE
     qkv = torch.randn(B, H, W, 3 * C, device=device, dtype=dtype)
     rel_bias = torch.randn(num_heads, N, N, device=device, dtype=dtype)
-    grad_out = torch.randn(B, H, W, C, device=device, dtype=dtype)
+    return qkv, rel_bias
+
+
+def check_forward(fn, qkv, rel_bias, num_heads, provider):
+    """The provider's output against the float64 reference (also its first, untimed, call)."""
     expected = reference.shifted_window_attention(qkv.double(), rel_bias.double(), num_heads, WINDOW_SIZE, SHIFT)
-    tolerance = 1e-4 if dtype == torch.float32 else 5e-2
-    with torch.no_grad():
-        for name, fn in provider_fns.items():
-            error = (fn(qkv, rel_bias, num_heads, WINDOW_SIZE, SHIFT).double() - expected).abs().max().item()
-            if error > tolerance:
-                raise AssertionError(f"{name} disagrees with the fp64 reference at {shape}: max error {error}")
-
-    qkv_grad = qkv.detach().requires_grad_()
-    bias_grad = rel_bias.detach().requires_grad_()
-    tokens, element = B * H * W, qkv.element_size()
-    shape_label = f"B{B}xH{H}xW{W}xC{C}xnH{num_heads}xws{WINDOW_SIZE}xs{SHIFT}"
-    rows = []
-    for mode in mode_names:
-        if mode == "forward":
-            bytes_moved = 4 * C * element * tokens
-
-            def timed(fn):
-                def call():
-                    with torch.no_grad():
-                        fn(qkv, rel_bias, num_heads, WINDOW_SIZE, SHIFT)
-
-                return call
-        else:
-            bytes_moved = 11 * C * element * tokens
-
-            def timed(fn):
-                def call():
-                    out = fn(qkv_grad, bias_grad, num_heads, WINDOW_SIZE, SHIFT)
-                    torch.autograd.grad(out, (qkv_grad, bias_grad), grad_out)
-
-                return call
-
-        calls = {name: timed(fn) for name, fn in provider_fns.items()}
-        rows += compare_providers("shifted_window_attention", mode, dtype, shape_label, bytes_moved, calls, device)
-    return rows
+    try:
+        with torch.no_grad():
+            out = fn(qkv, rel_bias, num_heads, WINDOW_SIZE, SHIFT)
+    except Exception as error:  # FlexAttention: the installed torch may not support a direction/device
+        if provider != "flex":
+            raise
+        pytest.skip(f"flex: the installed torch cannot run it here: {str(error).splitlines()[0][:200]}")
+    tolerance = 1e-4 if qkv.dtype == torch.float32 else 5e-2
+    error = (out.double() - expected).abs().max().item()
+    assert error <= tolerance, f"{provider} disagrees with the float64 reference: max error {error}"
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    parser.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
-    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
-    parser.add_argument("--no-csv", action="store_true", help="print only, do not append to bench/results")
-    args = parser.parse_args()
-
-    torch.set_num_threads(args.threads)
-    keep_freed_memory_mapped()
-    torch.manual_seed(0)
-    dtype = getattr(torch, args.dtype)
-    provider_fns = providers(args.device, torch.empty(1, device=args.device, dtype=dtype))
-    rows = []
-    for shape in SHAPES:
-        torch._dynamo.reset()  # reference-compiled: compile each shape fresh, no dynamic-shape recompiles
-        rows += bench_shape(shape, dtype, args.device, args.modes, provider_fns)
-    print_table(rows)
-    if not args.no_csv:
-        print("appended to", append_csv(rows, args.device))
+def fp32_on_tensor_cores() -> bool:
+    return os.environ.get("SWINIR_KERNELS_FP32_PRECISION") == "tf32" or torch.backends.cuda.matmul.allow_tf32
 
 
-if __name__ == "__main__":
-    main()
+def test_forward(measure, settings, provider, shape, dtype):
+    fn = provider_function(provider, settings, dtype)
+    qkv, rel_bias = tensors(shape, dtype, settings.device)
+    B, H, W, C, num_heads = shape
+    check_forward(fn, qkv, rel_bias, num_heads, provider)
+
+    def call():
+        with torch.no_grad():
+            return fn(qkv, rel_bias, num_heads, WINDOW_SIZE, SHIFT)
+
+    tokens, N = B * H * W, WINDOW_SIZE * WINDOW_SIZE
+    measure(call, op=OP, provider=provider, mode="forward", dtype=dtype, shape=shape_label(shape),
+            bytes_moved=4 * C * qkv.element_size() * tokens, flops=4 * N * C * tokens,
+            fp32_on_tensor_cores=fp32_on_tensor_cores())
+
+
+def test_forward_backward(measure, settings, provider, shape, dtype):
+    fn = provider_function(provider, settings, dtype)
+    qkv, rel_bias = tensors(shape, dtype, settings.device)
+    B, H, W, C, num_heads = shape
+    check_forward(fn, qkv, rel_bias, num_heads, provider)
+    qkv.requires_grad_()
+    rel_bias.requires_grad_()
+    grad_out = torch.randn(B, H, W, C, device=settings.device, dtype=dtype)
+
+    def call():
+        out = fn(qkv, rel_bias, num_heads, WINDOW_SIZE, SHIFT)
+        return torch.autograd.grad(out, (qkv, rel_bias), grad_out)
+
+    if provider == "flex":
+        try:
+            call()
+        except Exception as error:
+            pytest.skip(f"flex: the installed torch has no backward for it here: {str(error).splitlines()[0][:200]}")
+    tokens, N = B * H * W, WINDOW_SIZE * WINDOW_SIZE
+    measure(call, op=OP, provider=provider, mode="forward+backward", dtype=dtype, shape=shape_label(shape),
+            bytes_moved=11 * C * qkv.element_size() * tokens, flops=14 * N * C * tokens,
+            fp32_on_tensor_cores=fp32_on_tensor_cores())

@@ -1,78 +1,71 @@
-"""Benchmark window_partition / window_reverse (cyclic shift fused) against eager PyTorch, its
-torch.compile, and a plain copy of the same bytes (the bandwidth ceiling).
+"""Benchmark of window_partition / window_reverse with the cyclic shift fused (ws 8, shift 4).
 
-Bytes moved = read + write of the tensor = 2 * numel * element size, for every provider, so GB/s is
-comparable across them. Providers: copy (dst.copy_(src)), reference (eager: roll + view + permute +
-contiguous), compile (torch.compile of the eager code), then ours: cpu on CPU; cuda/triton on a GPU.
+Providers: cuda, triton, cpu (ours, each asked for by name); reference (eager: roll + view + permute
++ contiguous); reference-compiled (torch.compile of it); copy (dst.copy_(src) of the same bytes: the
+bandwidth ceiling). Bytes moved = read + write of the tensor = 2 * numel * element size for every
+provider, so GB/s compares them directly. Each op is the other's backward, so forward only.
 
-    python bench/bench_window_partition.py                  # CPU table, 2 threads
-    python bench/bench_window_partition.py --device cuda    # SwinIR shapes on the GPU
+    python -m pytest bench/bench_window_partition.py --benchmark-only
 """
 
+import pytest
 import torch
+from utils import skip_unless_ours_can_run
 
-import swinir_kernels as sk
+import swinir_kernels
 from swinir_kernels import reference
 
-try:
-    import utils
-except ImportError:  # run as a module: python -m bench.bench_window_partition
-    from bench import utils
-
-# (B, H, W, C): classical SwinIR (C=180) inference at 256x256 LR and a training batch of 64x64 patches.
-GPU_SHAPES = [(1, 256, 256, 180), (32, 64, 64, 180)]
-GPU_DTYPES = [torch.float32, torch.float16]
-# Smaller on CPU so the whole table takes < 1 min on 2 threads.
-CPU_SHAPES = [(1, 128, 128, 180), (8, 64, 64, 60)]
-CPU_DTYPES = [torch.float32]
 WINDOW_SIZE, SHIFT = 8, 4
+# (B, H, W, C): classical SwinIR (C=180) inference at 256x256 LR and a training batch of 64x64 patches;
+# on a CPU smaller, so that the table takes about a minute on 2 threads.
+SHAPES = {"cuda": [(1, 256, 256, 180), (32, 64, 64, 180)], "cpu": [(1, 128, 128, 180), (8, 64, 64, 60)]}
+SMOKE_SHAPES = [(2, 16, 24, 6)]
+DTYPES = {"cuda": ("float32", "float16"), "cpu": ("float32",)}  # bf16 moves the same bits as fp16
+PROVIDERS = {
+    "cuda": ("cuda", "triton", "reference", "reference-compiled", "copy"),
+    "cpu": ("cpu", "triton", "reference", "reference-compiled", "copy"),
+}
 
 
-def run_case(rows: list[dict], device: str, dtype: torch.dtype, shape, compile_baseline: bool) -> None:
-    B, H, W, C = shape
-    ws = WINDOW_SIZE
-    x = torch.randn(shape, device=device, dtype=dtype)
-    windows = reference.window_partition(x, ws, SHIFT)
-    nbytes = 2 * x.numel() * x.element_size()
-    cases = {
-        "window_partition": (x, lambda f: f(x, ws, SHIFT)),
-        "window_reverse": (windows, lambda f: f(windows, ws, H, W, SHIFT)),
+def parameters(settings) -> dict:
+    shapes = SMOKE_SHAPES if settings.smoke else SHAPES[settings.device]
+    dtypes = settings.dtypes or (("float32",) if settings.smoke else DTYPES[settings.device])
+    return {
+        "shape": [pytest.param(shape, id="x".join(map(str, shape))) for shape in shapes],
+        "dtype": [pytest.param(getattr(torch, name), id=name) for name in dtypes],
+        "provider": list(PROVIDERS[settings.device]),
     }
-    for op, (first, call) in cases.items():
-        eager = getattr(reference, op)
-        copy_target = torch.empty_like(first)
-        providers = {"copy": lambda: copy_target.copy_(first), "reference": lambda: call(eager)}
-        if compile_baseline:
-            torch._dynamo.reset()
-            compiled = torch.compile(eager, dynamic=False)
-            providers["compile"] = lambda: call(compiled)
-        for backend in utils.kernel_providers(op, device):
-            ours = getattr(sk, op)
-            with sk.use_backend(backend):
-                assert torch.equal(call(ours), call(eager)), f"{backend} {op} differs from the reference"
-            providers[backend] = lambda backend=backend: _with_backend(backend, call, ours)
-        case_rows = utils.compare_providers(
-            op, "forward", dtype, "x".join(map(str, shape)), nbytes, providers, device, **utils.MEMORY_BOUND_TIMING
-        )
-        utils.print_rows(case_rows)
-        rows += case_rows
 
 
-def _with_backend(backend, call, op):
-    with sk.use_backend(backend):
-        return call(op)
+def run(measure, settings, op, provider, shape, dtype, source, call):
+    """Times `call(fn)` for the provider's fn (swinir_kernels.<op> or reference.<op>) on `source`."""
+    eager = getattr(reference, op)
+    if provider == "copy":
+        target = torch.empty_like(source)
+        timed = lambda: target.copy_(source)  # noqa: E731
+    else:
+        if provider in ("cuda", "triton", "cpu"):
+            skip_unless_ours_can_run(provider, op, settings.device, dtype, settings.smoke)
+            ours = getattr(swinir_kernels, op)
+
+            def fn(*args):
+                with swinir_kernels.use_backend(provider):
+                    return ours(*args)
+        else:
+            fn = eager if provider == "reference" else settings.compile(eager)
+        assert torch.equal(call(fn), call(eager)), f"{provider} {op} differs from the reference"
+        timed = lambda: call(fn)  # noqa: E731
+    measure(timed, op=op, provider=provider, mode="forward", dtype=dtype, shape="x".join(map(str, shape)),
+            bytes_moved=2 * source.numel() * source.element_size())
 
 
-def main() -> None:
-    args = utils.memory_bound_args(__doc__)
-    on_gpu = args.device == "cuda"
-    rows: list[dict] = []
-    for dtype in GPU_DTYPES if on_gpu else CPU_DTYPES:
-        for shape in GPU_SHAPES if on_gpu else CPU_SHAPES:
-            run_case(rows, args.device, dtype, shape, compile_baseline=not args.no_compile)
-    if not args.no_csv:
-        print("appended to", utils.append_csv(rows, args.device))
+def test_window_partition(measure, settings, provider, shape, dtype):
+    x = torch.randn(shape, device=settings.device, dtype=dtype)
+    run(measure, settings, "window_partition", provider, shape, dtype, x, lambda fn: fn(x, WINDOW_SIZE, SHIFT))
 
 
-if __name__ == "__main__":
-    main()
+def test_window_reverse(measure, settings, provider, shape, dtype):
+    B, H, W, C = shape
+    windows = reference.window_partition(torch.randn(shape, device=settings.device, dtype=dtype), WINDOW_SIZE, SHIFT)
+    run(measure, settings, "window_reverse", provider, shape, dtype, windows,
+        lambda fn: fn(windows, WINDOW_SIZE, H, W, SHIFT))

@@ -1,11 +1,13 @@
 """Profile one SwinIR forward with torch.profiler and group the time by op class.
 
     python bench/profile_swinir.py --preset classical_sr_x4 --size 256 --dtype bf16   # on a GPU
-    python bench/profile_swinir.py --size 32 --dtype fp32                             # CPU smoke run
+    python bench/profile_swinir.py --size 32 --dtype fp32 --providers cpu reference   # CPU, no compile
 
-For each path (the reference path, backend='reference', and ours, backend='auto') prints the time per
-class (GEMMs, convs, attention, LayerNorm, GELU, copies, elementwise, other) and the number of kernel
-launches (GPU) or operator calls (CPU), and appends the rows to <results-dir>/profile_<device>.csv.
+For each provider, an explicit backend (never 'auto', whose choice changes as backends get verified):
+ours (cuda and triton on a GPU, cpu on a CPU), the reference path (backend 'reference') and
+torch.compile of it ('reference-compiled'), prints the time per class (GEMMs, convs, attention,
+LayerNorm, GELU, copies, elementwise, other) and the number of kernel launches (GPU) or operator
+calls (CPU), and appends the rows to <results-dir>/profile_<device>.csv.
 """
 
 import argparse
@@ -13,13 +15,20 @@ import csv
 import datetime
 import os
 import re
-import subprocess
+import sys
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-import swinir
-import swinir_kernels
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout, not an installed copy
+import swinir  # noqa: E402
+
+try:
+    from bench_swinir import PROVIDERS, available_providers
+    from utils import git_commit
+except ImportError:  # run as a module: python -m bench.profile_swinir
+    from bench.bench_swinir import PROVIDERS, available_providers
+    from bench.utils import git_commit
 
 # Ordered: the first pattern that matches a kernel/op name gives its class.
 OP_CLASSES = [
@@ -76,18 +85,25 @@ def main(argv=None):
     parser.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--results-dir", default=os.path.join(os.path.dirname(__file__), "results"))
+    parser.add_argument("--providers", nargs="+", default=list(PROVIDERS), choices=PROVIDERS,
+                        help="backends to profile (default: every one that can run here)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     size = args.size or (256 if device.type == "cuda" else 32)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
-    model = swinir.build(args.preset).to(device).eval()
-    x = torch.rand(1, model.in_chans, size, size, device=device)
+    torch.manual_seed(0)
+    weights = swinir.build(args.preset).state_dict()
+    x = torch.rand(1, swinir.PRESETS[args.preset].kwargs["in_chans"], size, size, device=device)
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = git_commit()
     rows = []
-    for path, backend in (("reference", "reference"), ("ours", "auto")):
-        with swinir_kernels.use_backend(backend):
-            totals = profile_forward(model, x, dtype, device)
+    for path in available_providers(device.type, args.providers):
+        backend = "reference" if path.startswith("reference") else path
+        model = swinir.build(args.preset, backend=backend).to(device).eval()
+        model.load_state_dict(weights)
+        if path == "reference-compiled":
+            model = torch.compile(model)
+        totals = profile_forward(model, x, dtype, device)
         total_ms = sum(t for t, _ in totals.values())
         launches = sum(n for _, n in totals.values())
         print(f"\n{path} ({args.preset}, {size}x{size}, {args.dtype}, {device_name}): {total_ms:.2f} ms, {launches} launches/calls")

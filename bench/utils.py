@@ -1,21 +1,21 @@
-"""Timing, memory, CSV and table helpers shared by every benchmark in bench/.
+"""What the benchmarks in bench/ need beyond pytest-benchmark (which times, repeats, computes the
+statistics, saves runs and compares them): the device's name, CPU thread pinning, a clock that
+waits for the GPU, the byte/FLOP roofline of known GPUs, peak memory of one call, the commit, and the
+project's CSV rows.
 
-Rows go to <results>/<device>.csv (appended, header written once) with the project's columns (COLUMNS);
-<device> is device_name(): the GPU's name, or ``cpu-<threads>core-<cpu model>`` on CPU. ``gb_s`` is the
-bytes the fused kernel must move (a model stated by each benchmark) divided by the median time, so
-providers are compared against the same byte count, not against the bytes they actually move.
+Rows go to <results>/<device>.csv (appended, header written once) with the project's columns
+(COLUMNS); <device> is device_name(): the GPU's name, or ``cpu-<threads>core-<cpu model>`` on a CPU.
+``gb_s`` is the bytes the *fused* op must move (a model stated by each benchmark) divided by the
+median time, so every provider is measured against the same byte count, not the bytes it moves.
 
 Environment:
     SWINIR_BENCH_RESULTS_DIR   folder the CSV files go to (created if missing); default bench/results.
 """
 
-import argparse
-import ctypes
 import csv
-import datetime
+import ctypes
 import os
 import re
-import statistics
 import subprocess
 import time
 from collections.abc import Callable
@@ -42,6 +42,16 @@ COLUMNS = (
     "date",
 )
 DEFAULT_RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+OURS = ("cuda", "triton", "cpu")  # our backends, in the order the tables show them
+
+# Known GPUs: (name pattern, label, HBM GB/s, dense fp16/bf16 tensor TFLOP/s, TF32 TFLOP/s, fp32 FMA
+# TFLOP/s). NVIDIA datasheet figures (../shared/docs/kernel-physics.md); a roofline fraction against
+# them is an upper bound on how good a row is (measured copy ceilings are ~10% lower).
+KNOWN_GPUS = (
+    (r"h200", "H200 SXM", 4800.0, 989.0, 494.7, 66.9),
+    (r"h100.*pcie", "H100 PCIe", 2000.0, 756.0, 378.0, 51.2),
+    (r"h100", "H100 SXM", 3350.0, 989.0, 494.7, 66.9),
+)
 
 
 def cpu_model() -> str:
@@ -68,23 +78,20 @@ def device_name(device: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
 
 
-# median_ms options for short memory-bound ops (permutations, pixel shuffle): many rounds on CPU,
-# do_bench on a GPU where launch overhead would otherwise dominate.
-MEMORY_BOUND_TIMING = {"repeats": 9, "min_seconds": 0.5, "gpu_do_bench": True}
-
-
-def memory_bound_args(description: str) -> argparse.Namespace:
-    """The command line of the memory-bound benchmarks (--device, --threads, --no-compile, --no-csv);
-    also applies --threads (torch.set_num_threads) and keep_freed_memory_mapped()."""
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
-    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile baseline")
-    parser.add_argument("--no-csv", action="store_true", help="print only, do not append to bench/results")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    keep_freed_memory_mapped()
-    return args
+def pin_cpu_threads(threads: int) -> list[int]:
+    """Runs torch (and the OpenMP kernels of _C, which share torch's pool) on `threads` threads and
+    pins the process to the first `threads` CPUs it may use, so the OS does not move the threads
+    between cores mid-run; returns the CPUs pinned to (all allowed ones where affinity is not
+    supported)."""
+    if threads < 1:
+        raise ValueError(f"threads: expected a positive count, got {threads}")
+    torch.set_num_threads(threads)
+    if not hasattr(os, "sched_setaffinity"):
+        return []
+    allowed = sorted(os.sched_getaffinity(0))
+    chosen = allowed[:threads]
+    os.sched_setaffinity(0, chosen)
+    return chosen
 
 
 def keep_freed_memory_mapped() -> bool:
@@ -102,44 +109,62 @@ def keep_freed_memory_mapped() -> bool:
     return bool(set_option(m_trim_threshold, 2**30)) and bool(set_option(m_mmap_threshold, 32 * 2**20))
 
 
-def synchronize(device: str) -> None:
-    if device != "cpu":
-        torch.cuda.synchronize(device)
+def cuda_synchronized_clock() -> float:
+    """time.perf_counter() once all queued CUDA work has finished: pytest-benchmark's timer on a GPU.
+    pytest-benchmark reads the timer once before and once after a round of calibrated back-to-back
+    calls, so a round is bracketed by two synchronisations and the kernels inside it queue without
+    waiting; the one synchronisation latency per round is spread over its calls."""
+    torch.cuda.synchronize()
+    return time.perf_counter()
 
 
-def median_ms(
-    fns: dict[str, Callable[[], object]],
-    device: str,
-    warmup: int = 5,
-    repeats: int = 10,
-    min_seconds: float = 0.0,
-    gpu_do_bench: bool = False,
-) -> dict[str, float]:
-    """Median wall time (ms) of each fn() after `warmup` calls of each (eager PyTorch on CPU needs a
-    few calls before its allocations settle: its first calls run up to 2x slower). The fns are timed round-robin
-    (one call of each per round, at least `repeats` rounds and at least `min_seconds` in all), so load
-    from other processes on a shared machine hits every provider alike. On CUDA each call is bracketed
-    by synchronisations, or, with `gpu_do_bench`, each fn is timed alone by triton's do_bench (CUDA
-    events, L2 flushed between calls: closer to the kernel time of short memory-bound ops)."""
-    if gpu_do_bench and device != "cpu":
-        import triton.testing
+def gpu_roofline(device: str) -> tuple | None:
+    """The KNOWN_GPUS entry (label, GB/s, fp16 TF/s, tf32 TF/s, fp32 TF/s) of `device`, or None."""
+    if device == "cpu":
+        return None
+    name = torch.cuda.get_device_name(device).lower()
+    for pattern, *entry in KNOWN_GPUS:
+        if re.search(pattern, name):
+            return tuple(entry)
+    return None
 
-        return {name: float(triton.testing.do_bench(fn, quantiles=[0.5, 0.2, 0.8])[0]) for name, fn in fns.items()}
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    synchronize(device)
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    first = next(iter(fns))
-    start_all = time.perf_counter()
-    while len(times[first]) < repeats or time.perf_counter() - start_all < min_seconds:
-        for name, fn in fns.items():
-            synchronize(device)
-            start = time.perf_counter()
-            fn()
-            synchronize(device)
-            times[name].append((time.perf_counter() - start) * 1e3)
-    return {name: statistics.median(values) for name, values in times.items()}
+
+def roofline_fraction(device: str, dtype: torch.dtype, seconds: float, bytes_moved: int, flops: int,
+                      fp32_on_tensor_cores: bool) -> float | None:
+    """Roofline time / measured time on a known GPU: the roofline time is the larger of bytes / HBM
+    bandwidth and FLOPs / peak FLOP rate of the dtype's arithmetic (fp16/bf16 tensor cores; fp32 on
+    TF32 tensor cores when `fp32_on_tensor_cores`, else on FMA units). None off a known GPU."""
+    known = gpu_roofline(device)
+    if known is None:
+        return None
+    _, bandwidth, half_tflops, tf32_tflops, fp32_tflops = known
+    if dtype in (torch.float16, torch.bfloat16):
+        tflops = half_tflops
+    else:
+        tflops = tf32_tflops if fp32_on_tensor_cores else fp32_tflops
+    best = max(bytes_moved / (bandwidth * 1e9), flops / (tflops * 1e12))
+    return best / seconds
+
+
+def l2_bytes(device: str) -> int | None:
+    """The GPU's L2 size, or None on a CPU."""
+    if device == "cpu":
+        return None
+    return torch.cuda.get_device_properties(device).L2_cache_size
+
+
+def peak_memory_mb(fn: Callable[[], object], device: str) -> float | None:
+    """Peak CUDA memory allocated during one fn() call beyond what was allocated before it, in MiB;
+    None on CPU: the resident set there misses the allocations that reuse memory glibc keeps, so an
+    op-sized call reads as 0 (whole models: peak_rss_growth_mb)."""
+    if device == "cpu":
+        return None
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return (torch.cuda.max_memory_allocated(device) - before) / 2**20
 
 
 def _status_kb(field: str) -> int:
@@ -150,31 +175,13 @@ def _status_kb(field: str) -> int:
     raise OSError(f"/proc/self/status has no {field}")
 
 
-def _reset_peak_rss() -> None:
-    with open("/proc/self/clear_refs", "w") as refs:
-        refs.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
-
-
-def peak_memory_mb(fn: Callable[[], object], device: str) -> float | None:
-    """Peak CUDA memory allocated during one fn() call beyond what was allocated before it, in MiB;
-    None on CPU: the resident set there misses the allocations that reuse memory glibc keeps, so an
-    op-sized call reads as 0 (whole models: peak_rss_growth_mb)."""
-    if device == "cpu":
-        return None
-    synchronize(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    before = torch.cuda.memory_allocated(device)
-    fn()
-    synchronize(device)
-    return (torch.cuda.max_memory_allocated(device) - before) / 2**20
-
-
 def peak_rss_growth_mb(fn: Callable[[], object]) -> float | None:
     """The growth of the process's peak resident set (VmHWM, reset through /proc/self/clear_refs) over
     its resident size before one fn() call, in MiB: a CPU memory figure for calls whose allocations
     are large (a whole model's forward); None where /proc does not offer it."""
     try:
-        _reset_peak_rss()
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
         before = _status_kb("VmRSS")
         fn()
         return max(0, _status_kb("VmHWM") - before) / 1024
@@ -183,8 +190,9 @@ def peak_rss_growth_mb(fn: Callable[[], object]) -> float | None:
 
 
 def git_commit() -> str:
-    """The checkout's short commit, with "-dirty" when tracked files other than the recorded results
-    (which every run appends to) differ from it."""
+    """The commit the code was built from: the checkout's short commit, with "-dirty" when tracked files
+    other than the recorded results differ from it; in a tree without .git (a copied or installed tree)
+    the commit setup.py recorded at build time (swinir_kernels/_build_info.py); else "unknown"."""
 
     def git(*args: str) -> str:
         return subprocess.run(
@@ -195,51 +203,24 @@ def git_commit() -> str:
         dirty = git("status", "--porcelain", "--untracked-files=no", "--", ":/", ":(exclude,top)bench/results")
         return git("rev-parse", "--short=7", "HEAD") + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
+        pass
+    try:
+        from swinir_kernels import _build_info
+    except ImportError:
         return "unknown"
+    return _build_info.COMMIT
 
 
-def row(op: str, provider: str, mode: str, dtype: torch.dtype | str, shape: str, ms: float,
-        bytes_moved: int | None, reference_ms: float | None, peak_mb: float | None, device: str) -> dict:
-    """One CSV row; gb_s = bytes_moved / time (empty when None), speedup = reference_ms / ms."""
-    return {
-        "op": op,
-        "provider": provider,
-        "mode": mode,
-        "dtype": str(dtype).removeprefix("torch."),
-        "shape": shape,
-        "median_ms": f"{ms:.4f}",
-        "gb_s": "" if bytes_moved is None else f"{bytes_moved / (ms * 1e-3) / 1e9:.4g}",
-        "speedup_vs_reference": "" if reference_ms is None else f"{reference_ms / ms:.2f}",
-        "peak_mb": "" if peak_mb is None else f"{peak_mb:.1f}",
-        "device": device_name(device),
-        "torch": torch.__version__,
-        "commit": git_commit(),
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
-
-
-def compare_providers(op: str, mode: str, dtype: torch.dtype, shape: str, bytes_moved: int | None,
-                      fns: dict[str, Callable[[], object]], device: str, **timing) -> list[dict]:
-    """Times `fns` ({provider: fn}, together, see median_ms(**timing)) and returns one row per
-    provider, with the speedup relative to the provider named ``reference`` when there is one and
-    each fn's peak memory."""
-    times = median_ms(fns, device, **timing)
-    reference_ms = times.get("reference")
-    return [
-        row(op, name, mode, dtype, shape, times[name], bytes_moved, reference_ms, peak_memory_mb(fn, device), device)
-        for name, fn in fns.items()
-    ]
-
-
-def results_path(device: str) -> str:
-    """<results>/<device_name(device)>.csv; <results> is $SWINIR_BENCH_RESULTS_DIR or bench/results."""
+def results_path(device_label: str) -> str:
+    """<results>/<device_label>.csv; <results> is $SWINIR_BENCH_RESULTS_DIR or bench/results."""
     results_dir = os.environ.get("SWINIR_BENCH_RESULTS_DIR") or DEFAULT_RESULTS_DIR
-    return os.path.join(results_dir, f"{device_name(device)}.csv")
+    return os.path.join(results_dir, f"{device_label}.csv")
 
 
-def append_csv(rows: list[dict], device: str) -> str:
-    """Appends `rows` to results_path(device) (header written once); returns the path."""
-    path = results_path(device)
+def append_csv(rows: list[dict], device_label: str) -> str:
+    """Appends `rows` (dicts with COLUMNS) to results_path(device_label), header written once; returns
+    the path."""
+    path = results_path(device_label)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     new_file = not os.path.exists(path)
     with open(path, "a", newline="") as handle:
@@ -250,28 +231,15 @@ def append_csv(rows: list[dict], device: str) -> str:
     return path
 
 
-def print_table(rows: list[dict]) -> None:
-    columns = ("op", "provider", "mode", "dtype", "shape", "median_ms", "gb_s", "speedup_vs_reference", "peak_mb")
-    widths = [max(len(c), *(len(r[c]) for r in rows)) for c in columns]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
-    for r in rows:
-        print("  ".join(r[c].ljust(w) for c, w in zip(columns, widths)))
+def skip_unless_ours_can_run(backend: str, op: str, device: str, dtype: torch.dtype, smoke: bool) -> None:
+    """pytest.skip with the backend chooser's reason when our `backend` cannot run `op` here. Under
+    the Triton interpreter (CPU) Triton runs in the smoke run only: the interpreter is no benchmark."""
+    import pytest
 
-
-def print_rows(rows: list[dict]) -> None:
-    """One progress line per row, printed as soon as a case is measured."""
-    for r in rows:
-        print(
-            f"{r['op']:18} {r['mode']:8} {r['provider']:10} {r['dtype']:8} {r['shape']:18} {r['median_ms']:>9} ms "
-            f"{r['gb_s']:>8} GB/s  x{r['speedup_vs_reference'] or '-':>5}",
-            flush=True,
-        )
-
-
-def kernel_providers(op: str, device: str) -> list[str]:
-    """Our backends that can run `op` on `device` here ('cpu' on CPU; 'cuda'/'triton' on a GPU)."""
     from swinir_kernels import _backend
 
-    candidates = ["cpu"] if device == "cpu" else ["cuda", "triton"]
-    probe = torch.empty(1, device=device)
-    return [b for b in candidates if _backend._cannot_run(b, op, probe) is None]
+    why_not = _backend._cannot_run(backend, op, torch.empty(1, device=device, dtype=dtype))
+    if why_not is None and backend == "triton" and device == "cpu" and not smoke:
+        why_not = "the Triton interpreter is not a benchmark (the smoke run still runs it)"
+    if why_not is not None:
+        pytest.skip(f"{backend}: {why_not}")
