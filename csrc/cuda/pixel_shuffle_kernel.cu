@@ -2,6 +2,7 @@
 // shuffled tensor's memory order (c fastest for channels_last, ow fastest for NCHW) so that the
 // shuffled side is coalesced; the affine runs in the compute type and rounds once.
 #include "element_io.cuh"
+#include "launch.cuh"
 #include "pixel_shuffle_kernel.h"
 
 namespace swinir_kernels {
@@ -53,9 +54,8 @@ cudaError_t launch_pixel_shuffle(const PixelShuffleParams& p, cudaStream_t strea
   if (total == 0) return cudaSuccess;
   return dispatch_element_type(p.dtype, [&](auto tag) {
     using T = decltype(tag);
-    pixel_shuffle_kernel<T><<<grid_stride_blocks(total, kThreads), kThreads, 0, stream>>>(
-        static_cast<const T*>(p.src), static_cast<T*>(p.dst), p, total);
-    return cudaGetLastError();
+    return launch_kernel(pixel_shuffle_kernel<T>, grid_stride_blocks(total, kThreads), kThreads, 0, stream,
+                         static_cast<const T*>(p.src), static_cast<T*>(p.dst), p, total);
   });
 }
 

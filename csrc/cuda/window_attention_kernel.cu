@@ -10,6 +10,7 @@
 // block's bias-gradient partial; a second kernel adds the partials in group order (no atomics, so the
 // result is deterministic).
 #include "element_io.cuh"
+#include "launch.cuh"
 #include "window_attention_kernel.h"
 #include "window_geometry.cuh"
 
@@ -280,13 +281,6 @@ __global__ void sum_bias_partials_kernel(const Acc* __restrict__ partials, Acc* 
   }
 }
 
-// Kernels needing more than the default 48 KB of dynamic shared memory must opt in.
-template <typename Kernel>
-cudaError_t allow_shared_bytes(Kernel kernel, size_t bytes) {
-  if (bytes <= 48 * 1024) return cudaSuccess;
-  return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
-}
-
 bool sizes_supported(const WindowAttentionParams& p) {
   return p.tokens >= 1 && p.tokens <= kAttentionMaxTokens && p.head_dim >= 1 &&
          p.head_dim <= kAttentionMaxHeadDim && p.num_heads >= 1 && (p.mask == nullptr || p.mask_windows >= 1);
@@ -307,11 +301,10 @@ cudaError_t launch_window_attention_forward(const WindowAttentionParams& p, cuda
   return dispatch_element_type(p.dtype, [&](auto tag) {
     using T = decltype(tag);
     const size_t bytes = shared_bytes<compute_t<T>>(p.tokens, p.head_dim, /*backward=*/false);
-    const cudaError_t status = allow_shared_bytes(window_attention_forward_kernel<T>, bytes);
+    const cudaError_t status = set_max_dynamic_shared_bytes(window_attention_forward_kernel<T>, bytes);
     if (status != cudaSuccess) return status;
     const unsigned int blocks = grid_stride_blocks(p.num_windows * p.num_heads, 1);
-    window_attention_forward_kernel<T><<<blocks, kForwardThreads, bytes, stream>>>(p);
-    return cudaGetLastError();
+    return launch_kernel(window_attention_forward_kernel<T>, blocks, kForwardThreads, bytes, stream, p);
   });
 }
 
@@ -323,18 +316,16 @@ cudaError_t launch_window_attention_backward(const WindowAttentionBackwardParams
     using T = decltype(tag);
     using Acc = compute_t<T>;
     const size_t bytes = shared_bytes<Acc>(p.tokens, p.head_dim, /*backward=*/true);
-    cudaError_t status = allow_shared_bytes(window_attention_backward_kernel<T>, bytes);
+    cudaError_t status = set_max_dynamic_shared_bytes(window_attention_backward_kernel<T>, bytes);
     if (status != cudaSuccess) return status;
     const int64_t groups = group_count(p.num_windows);
-    window_attention_backward_kernel<T>
-        <<<grid_stride_blocks(groups * p.num_heads, 1), kBackwardThreads, bytes, stream>>>(bp);
-    status = cudaGetLastError();
+    status = launch_kernel(window_attention_backward_kernel<T>, grid_stride_blocks(groups * p.num_heads, 1),
+                           kBackwardThreads, bytes, stream, bp);
     if (status != cudaSuccess) return status;
     const int64_t size = static_cast<int64_t>(p.num_heads) * p.tokens * p.tokens;
     constexpr int kSumThreads = 256;
-    sum_bias_partials_kernel<Acc><<<grid_stride_blocks(size, kSumThreads), kSumThreads, 0, stream>>>(
-        static_cast<const Acc*>(bp.grad_bias_partials), static_cast<Acc*>(bp.grad_bias), groups, size);
-    return cudaGetLastError();
+    return launch_kernel(sum_bias_partials_kernel<Acc>, grid_stride_blocks(size, kSumThreads), kSumThreads, 0, stream,
+                         static_cast<const Acc*>(bp.grad_bias_partials), static_cast<Acc*>(bp.grad_bias), groups, size);
   });
 }
 

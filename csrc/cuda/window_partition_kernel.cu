@@ -2,6 +2,7 @@
 // pixel, threads enumerate the window layout in order, so window-side accesses are coalesced and
 // image-side ones are runs of ws pixels (wrapping at most once at the image edge).
 #include "element_io.cuh"
+#include "launch.cuh"
 #include "window_partition_kernel.h"
 
 namespace swinir_kernels {
@@ -42,9 +43,8 @@ template <typename Chunk>
 cudaError_t launch_with_chunk(const WindowPermuteParams& p, cudaStream_t stream) {
   const int64_t chunks_per_pixel = p.pixel_bytes / static_cast<int64_t>(sizeof(Chunk));
   const int64_t total = p.batch * p.height * p.width * chunks_per_pixel;
-  window_permute_kernel<Chunk><<<grid_stride_blocks(total, kThreads), kThreads, 0, stream>>>(
-      static_cast<const Chunk*>(p.src), static_cast<Chunk*>(p.dst), p, chunks_per_pixel, total);
-  return cudaGetLastError();
+  return launch_kernel(window_permute_kernel<Chunk>, grid_stride_blocks(total, kThreads), kThreads, 0, stream,
+                       static_cast<const Chunk*>(p.src), static_cast<Chunk*>(p.dst), p, chunks_per_pixel, total);
 }
 
 // Whether chunks of `bytes` tile a pixel and both pointers are aligned to them.

@@ -1,0 +1,106 @@
+// window_attention / shifted_window_attention forward and backward through
+// launch_window_attention_forward / _backward, with the parameters filled as
+// csrc/cuda/window_attention.cpp does (limits, shared-memory check, compute-type rel_bias and mask).
+// Case keys: layout (window | image), dtype, channels, num_heads, scale, qkv_offset (bytes); window
+// layout: num_windows, tokens, mask_windows (0 = no mask); image layout: batch, height, width,
+// window_size, shift. Files: qkv, grad_out (dtype), rel_bias, mask (float64). Writes out, grad_qkv
+// (dtype) and grad_bias (the compute type: float64 for float64 qkv, else float32).
+#include <vector>
+
+#include "case_io.h"
+#include "drivers.h"
+#include "element_kind.h"
+#include "window_attention_kernel.h"
+
+namespace simt_driver {
+namespace {
+
+using swinir_kernels::cuda::WindowAttentionBackwardParams;
+using swinir_kernels::cuda::WindowAttentionParams;
+
+// cudaDevAttrMaxSharedMemoryPerBlockOptin of an sm_90 GPU (H100/H200).
+constexpr size_t kSharedMemoryOptInLimit = 227 * 1024;
+
+template <typename Compute>
+void run(const Case& c, const ElementKind& kind) {
+  const bool image = c.text("layout") == "image";
+  const int64_t channels = c.integer("channels"), num_heads = c.integer("num_heads");
+  int64_t num_windows, tokens, pixels;
+  if (image) {
+    const int64_t ws = c.integer("window_size");
+    num_windows = c.integer("batch") * (c.integer("height") / ws) * (c.integer("width") / ws);
+    tokens = ws * ws;
+    pixels = c.integer("batch") * c.integer("height") * c.integer("width");
+  } else {
+    num_windows = c.integer("num_windows");
+    tokens = c.integer("tokens");
+    pixels = num_windows * tokens;
+  }
+  // check_kernel_limits
+  if (tokens > swinir_kernels::cuda::kAttentionMaxTokens)
+    fail("the CUDA kernel handles at most " + std::to_string(swinir_kernels::cuda::kAttentionMaxTokens) +
+         " tokens per window, got " + std::to_string(tokens));
+  const int64_t mask_windows = image ? 0 : c.integer("mask_windows");
+  const auto qkv = c.read("qkv", static_cast<size_t>(pixels * 3 * channels) * kind.size, c.integer("qkv_offset"));
+  const auto grad_out = c.read("grad_out", static_cast<size_t>(pixels * channels) * kind.size);
+  const std::vector<Compute> rel_bias = read_values<Compute>(c, "rel_bias", static_cast<size_t>(num_heads * tokens * tokens));
+  const std::vector<Compute> mask =
+      mask_windows > 0 ? read_values<Compute>(c, "mask", static_cast<size_t>(mask_windows * tokens * tokens))
+                       : std::vector<Compute>();
+  // make_params
+  WindowAttentionParams p{};
+  p.qkv = qkv->data();
+  p.rel_bias = rel_bias.data();
+  p.mask = mask.empty() ? nullptr : mask.data();
+  p.mask_windows = mask_windows;
+  p.num_windows = num_windows;
+  p.tokens = static_cast<int>(tokens);
+  p.num_heads = static_cast<int>(num_heads);
+  p.head_dim = static_cast<int>(channels / num_heads);
+  p.scale = c.real("scale");
+  p.image_layout = image;
+  if (image) {
+    p.height = c.integer("height");
+    p.width = c.integer("width");
+    p.window_size = static_cast<int>(c.integer("window_size"));
+    p.shift = static_cast<int>(c.integer("shift"));
+  }
+  p.dtype = kind.type;
+  // check_shared_memory, forward and backward
+  for (bool backward : {false, true})
+    if (swinir_kernels::cuda::window_attention_shared_bytes(p, backward) > kSharedMemoryOptInLimit)
+      fail("needs more shared memory per block than the device's opt-in limit");
+
+  const auto out = Case::output(static_cast<size_t>(pixels * channels) * kind.size);
+  p.out = out->data();
+  check_launch(swinir_kernels::cuda::launch_window_attention_forward(p, nullptr), "launch_window_attention_forward");
+  c.write("out", out->data(), out->size());
+
+  const int64_t groups = swinir_kernels::cuda::window_attention_backward_groups(num_windows);
+  const auto grad_qkv = Case::output(qkv->size());
+  const auto partials = Case::output(static_cast<size_t>(groups * num_heads * tokens * tokens) * sizeof(Compute));
+  const auto grad_bias = Case::output(static_cast<size_t>(num_heads * tokens * tokens) * sizeof(Compute));
+  WindowAttentionBackwardParams bp{};
+  bp.inputs = p;
+  bp.inputs.out = nullptr;
+  bp.grad_out = grad_out->data();
+  bp.grad_qkv = grad_qkv->data();
+  bp.grad_bias_partials = partials->data();
+  bp.grad_bias = grad_bias->data();
+  check_launch(swinir_kernels::cuda::launch_window_attention_backward(bp, nullptr), "launch_window_attention_backward");
+  c.write("grad_qkv", grad_qkv->data(), grad_qkv->size());
+  c.write("grad_bias", grad_bias->data(), grad_bias->size());
+}
+
+}  // namespace
+
+void run_attention(const Case& c) {
+  const ElementKind kind = element_kind(c.text("dtype"));
+  if (kind.type == swinir_kernels::cuda::ElementType::kFloat64) {
+    run<double>(c, kind);
+  } else {
+    run<float>(c, kind);
+  }
+}
+
+}  // namespace simt_driver
