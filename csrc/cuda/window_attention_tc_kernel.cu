@@ -52,7 +52,9 @@ constexpr int kTile = 16;                        // wmma M and N: one strip of r
 constexpr int kPaddedTokens = kWarps * kTile;    // N <= 64 padded to 64
 static_assert(kPaddedTokens == kAttentionMaxTokens, "one 16-row strip per warp must cover the largest window");
 constexpr int kStripStride = kPaddedTokens + 4;  // fp32 strips: rows stay 16-byte aligned, banks staggered
-constexpr int kColumnsPerLane = kPaddedTokens / kWarp;
+// Softmax: two lanes per row of a warp's strip, lane 2r + h taking the columns j = 2c + h.
+constexpr int kColumnsPerLane = kPaddedTokens / 2;
+constexpr int kBiasStride = kPaddedTokens + 4;  // fp32 [64][68] bias and bias-gradient tiles: 2-way bank conflicts
 constexpr int kForwardWindowsPerItem = 8;
 // Backward groups per head: at most kMaxBackwardGroups (bounds the partials the last block adds up), of
 // at least kMinBackwardWindowsPerGroup windows; a function of the window count only, so the summation
@@ -155,15 +157,14 @@ __host__ __device__ inline SharedLayout shared_layout(int head_dim, int element_
   const int row_padding = 16 / element_bytes;  // 16 bytes: a multiple of wmma's ldm unit, staggers banks
   l.tile_stride = l.padded_head_dim + row_padding;
   l.prob_stride = kPaddedTokens + row_padding;
-  const size_t square = static_cast<size_t>(kPaddedTokens) * kPaddedTokens;
   const size_t tile = static_cast<size_t>(kPaddedTokens) * l.tile_stride * element_bytes;
   const size_t prob = static_cast<size_t>(kPaddedTokens) * l.prob_stride * element_bytes;
   const size_t strip = static_cast<size_t>(kTile) * kStripStride * sizeof(float);
   SharedAllocator shared;
   l.pixels = shared.take(2 * kPaddedTokens * sizeof(int64_t));
   l.regions = shared.take(2 * kPaddedTokens * sizeof(int));
-  l.bias = shared.take(square * sizeof(float));
-  l.grad_bias = backward ? shared.take(square * sizeof(float)) : 0;
+  l.bias = shared.take(kPaddedTokens * kBiasStride * sizeof(float));
+  l.grad_bias = backward ? shared.take(kPaddedTokens * kBiasStride * sizeof(float)) : 0;
   l.tiles = shared.take((backward ? 4 : 3) * tile);
   l.prob = shared.take(prob);
   l.grad_score = backward ? shared.take(prob) : 0;
@@ -220,14 +221,31 @@ struct VectorBits<2> {
   using type = unsigned short;
 };
 
-__device__ inline float warp_max(float value) {
-  for (int offset = kWarp / 2; offset > 0; offset /= 2) value = fmaxf(value, __shfl_xor_sync(0xffffffffu, value, offset));
-  return value;
-}
-
-__device__ inline float warp_sum(float value) {
-  for (int offset = kWarp / 2; offset > 0; offset /= 2) value += __shfl_xor_sync(0xffffffffu, value, offset);
-  return value;
+// kVectorBytes of `values` as one Bits value, assembled from 32-bit words: copying the values into a
+// Bits with memcpy lets the compiler split the following vector store into element stores.
+template <typename T, int kVectorBytes>
+__device__ inline typename VectorBits<kVectorBytes>::type pack_bits(const T* values) {
+  typename VectorBits<kVectorBytes>::type bits;
+  if constexpr (kVectorBytes < 4) {
+    memcpy(&bits, values, sizeof(bits));
+  } else {
+    unsigned int words[kVectorBytes / 4];
+#pragma unroll
+    for (int w = 0; w < kVectorBytes / 4; ++w) {
+      if constexpr (sizeof(T) == 4) {
+        memcpy(&words[w], &values[w], 4);
+      } else {
+        unsigned short low, high;
+        memcpy(&low, &values[2 * w], 2);
+        memcpy(&high, &values[2 * w + 1], 2);
+        words[w] = low | (static_cast<unsigned int>(high) << 16);
+      }
+    }
+    if constexpr (kVectorBytes == 16) bits = {words[0], words[1], words[2], words[3]};
+    if constexpr (kVectorBytes == 8) bits = {words[0], words[1]};
+    if constexpr (kVectorBytes == 4) bits = words[0];
+  }
+  return bits;
 }
 
 template <typename T>
@@ -334,37 +352,39 @@ class HeadSliceLoader {
 };
 
 // dst[pixels[i] * row_elements + first_channel + d] = factor * strip[i - row0][d] for the warp's rows
-// i = row0 .. row0 + 15 below `tokens` and d < head_dim: whole aligned chunks inside the slice, single
-// elements at its edges. Called by a whole warp.
+// i = row0 .. row0 + 15 below `tokens` and d < head_dim: the aligned chunks inside the slice as vector
+// stores, then the elements before the first and after the last of them one by one (two loops: with one
+// loop choosing per chunk, the compiler merged both kinds into element stores). Called by a whole warp.
 template <typename T, int kVectorBytes>
 __device__ void store_head_rows(T* dst, int64_t row_elements, int64_t first_channel, const float* strip, int row0,
                                 const int64_t* pixels, int tokens, int head_dim, float factor) {
   constexpr int kElements = kVectorBytes / static_cast<int>(sizeof(T));
   using Bits = typename VectorBits<kVectorBytes>::type;
-  const int64_t first_chunk = first_channel / kElements;
-  const int chunks = static_cast<int>((first_channel + head_dim - 1) / kElements - first_chunk + 1);
+  const int lane = threadIdx.x % kWarp;
+  const int64_t first_whole = (first_channel + kElements - 1) / kElements;  // in chunks
+  const int64_t end_whole = (first_channel + head_dim) / kElements;
+  const int whole = end_whole > first_whole ? static_cast<int>(end_whole - first_whole) : 0;
 #pragma unroll 1
-  for (int item = threadIdx.x % kWarp; item < kTile * chunks; item += kWarp) {
-    const int r = item / chunks, chunk = item - r * chunks;
+  for (int item = lane; item < kTile * whole; item += kWarp) {
+    const int r = item / whole, chunk = item - r * whole;
     if (row0 + r >= tokens) continue;
-    const int64_t start = (first_chunk + chunk) * kElements;
-    const int offset = static_cast<int>(start - first_channel);
-    T* row = dst + pixels[row0 + r] * row_elements;
-    const float* values = strip + r * kStripStride;
-    if (offset >= 0 && offset + kElements <= head_dim) {
-      T converted[kElements];
+    const int64_t start = (first_whole + chunk) * kElements;
+    const float* values = strip + r * kStripStride + (start - first_channel);
+    T converted[kElements];
 #pragma unroll
-      for (int e = 0; e < kElements; ++e) converted[e] = from_float<T>(factor * values[offset + e]);
-      Bits bits;
-      memcpy(&bits, converted, sizeof(bits));
-      *reinterpret_cast<Bits*>(row + start) = bits;
-    } else {
-#pragma unroll
-      for (int e = 0; e < kElements; ++e) {
-        const int d = offset + e;
-        if (d >= 0 && d < head_dim) store_from(row + start + e, factor * values[d]);
-      }
-    }
+    for (int e = 0; e < kElements; ++e) converted[e] = from_float<T>(factor * values[e]);
+    *reinterpret_cast<Bits*>(dst + pixels[row0 + r] * row_elements + start) = pack_bits<T, kVectorBytes>(converted);
+  }
+  // Edge elements: d < leading and d >= trailing (all of them where no whole chunk fits).
+  const int leading = whole > 0 ? static_cast<int>(first_whole * kElements - first_channel) : head_dim;
+  const int trailing = whole > 0 ? static_cast<int>(end_whole * kElements - first_channel) : head_dim;
+  const int edge = leading + head_dim - trailing;
+#pragma unroll 1
+  for (int item = lane; item < kTile * edge; item += kWarp) {
+    const int r = item / edge, e = item - r * edge;
+    if (row0 + r >= tokens) continue;
+    const int d = e < leading ? e : trailing + (e - leading);
+    store_from(dst + pixels[row0 + r] * row_elements + first_channel + d, factor * strip[r * kStripStride + d]);
   }
 }
 
@@ -385,8 +405,8 @@ __device__ void stage_bias(const WindowAttentionParams& p, SharedTiles<T>& s, in
   const float* bias = static_cast<const float*>(p.rel_bias) + static_cast<int64_t>(h) * n * n;
   for (int e = threadIdx.x; e < n * n; e += blockDim.x) {
     const int i = e / n, j = e - i * n;
-    s.bias[i * kPaddedTokens + j] = bias[e];
-    if (s.grad_bias != nullptr) s.grad_bias[i * kPaddedTokens + j] = 0.0f;
+    s.bias[i * kBiasStride + j] = bias[e];
+    if (s.grad_bias != nullptr) s.grad_bias[i * kBiasStride + j] = 0.0f;
   }
 }
 
@@ -397,39 +417,44 @@ __device__ inline void zero_tiles(const SharedLayout& l, unsigned char* raw) {
     *reinterpret_cast<float*>(raw + offset) = 0.0f;
 }
 
-// Row i (< N) of P at columns j = lane + 32c of window w: softmax_j(scale * S[i, j] + bias[i, j] + masks),
-// zero for j >= N. `scores` is the row of S. Called by a whole warp.
+// The softmax rows of a warp's strip of S (rows row0 .. row0 + 15 of window w), two lanes per row:
+// lane 2r + h gets prob[c] = P[row0 + r, 2c + h] = softmax_j(scale * S + bias + masks) in row row0 + r,
+// zero for padded rows (>= N) and columns. Returns whether the lane's row is a real one. Whole warp.
 template <typename T>
-__device__ void probability_row(const WindowAttentionParams& p, const SharedTiles<T>& s, int tables, int64_t w, int i,
-                                const float* scores, float (&prob)[kColumnsPerLane]) {
-  const int lane = threadIdx.x % kWarp, n = p.tokens;
-  const float* mask_row =
-      p.mask == nullptr ? nullptr : static_cast<const float*>(p.mask) + ((w % p.mask_windows) * n + i) * n;
-  const bool shift_mask = p.image_layout && p.shift > 0;
+__device__ bool probability_rows(const WindowAttentionParams& p, const SharedTiles<T>& s, int tables, int64_t w,
+                                 int row0, const float* scores, float (&prob)[kColumnsPerLane]) {
+  const int lane = threadIdx.x % kWarp, r = lane / 2, half = lane % 2, i = row0 + r, n = p.tokens;
+  const bool row_valid = i < n;
+  const float* mask_row = p.mask == nullptr || !row_valid
+                              ? nullptr
+                              : static_cast<const float*>(p.mask) + ((w % p.mask_windows) * n + i) * n;
+  const bool shift_mask = p.image_layout && p.shift > 0 && row_valid;
+  const int region = shift_mask ? s.regions(tables)[i] : 0;
   const float scale = static_cast<float>(p.scale);
-  float logits[kColumnsPerLane];
   float row_max = -INFINITY;
 #pragma unroll
   for (int c = 0; c < kColumnsPerLane; ++c) {
-    const int j = lane + c * kWarp;
-    logits[c] = -INFINITY;
-    if (j >= n) continue;
-    float value = scale * scores[j] + s.bias[i * kPaddedTokens + j];
+    const int j = 2 * c + half;
+    prob[c] = -INFINITY;  // logits first
+    if (!row_valid || j >= n) continue;
+    float value = scale * scores[r * kStripStride + j] + s.bias[i * kBiasStride + j];
     if (mask_row != nullptr) value += mask_row[j];
-    if (shift_mask && s.regions(tables)[i] != s.regions(tables)[j]) value += kShiftMaskValue;
-    logits[c] = value;
+    if (shift_mask && s.regions(tables)[j] != region) value += kShiftMaskValue;
+    prob[c] = value;
     row_max = fmaxf(row_max, value);
   }
-  row_max = warp_max(row_max);
+  row_max = fmaxf(row_max, __shfl_xor_sync(0xffffffffu, row_max, 1));
   float row_sum = 0.0f;
 #pragma unroll
   for (int c = 0; c < kColumnsPerLane; ++c) {
-    prob[c] = lane + c * kWarp < n ? __expf(logits[c] - row_max) : 0.0f;
+    prob[c] = row_valid && 2 * c + half < n ? __expf(prob[c] - row_max) : 0.0f;
     row_sum += prob[c];
   }
-  const float inverse_sum = 1.0f / warp_sum(row_sum);
+  row_sum += __shfl_xor_sync(0xffffffffu, row_sum, 1);
+  const float inverse_sum = row_valid ? 1.0f / row_sum : 0.0f;
 #pragma unroll
   for (int c = 0; c < kColumnsPerLane; ++c) prob[c] *= inverse_sum;
+  return row_valid;
 }
 
 // The window walk shared by both kernels: token tables and tiles of window w are ready when
@@ -485,13 +510,12 @@ __global__ void window_attention_tc_forward_kernel(WindowAttentionParams p) {
       multiply_into_strip<T, wmma::row_major, wmma::col_major>(strip, s.q + row0 * l.tile_stride, l.tile_stride, s.k,
                                                                l.tile_stride, l.padded_head_dim, kPaddedTokens);
       __syncwarp();
-#pragma unroll 1
-      for (int r = 0; r < kTile; ++r) {
-        const int i = row0 + r;
-        float prob[kColumnsPerLane] = {};
-        if (i < n) probability_row(p, s, tables, w, i, strip + r * kStripStride, prob);
+      {
+        float prob[kColumnsPerLane];
+        probability_rows(p, s, tables, w, row0, strip, prob);
+        T* prob_row = s.prob + (row0 + lane / 2) * l.prob_stride + lane % 2;
 #pragma unroll
-        for (int c = 0; c < kColumnsPerLane; ++c) s.prob[i * l.prob_stride + lane + c * kWarp] = from_float<T>(prob[c]);
+        for (int c = 0; c < kColumnsPerLane; ++c) prob_row[2 * c] = from_float<T>(prob[c]);
       }
       __syncwarp();
       multiply_into_strip<T, wmma::row_major, wmma::row_major>(strip, s.prob + row0 * l.prob_stride, l.prob_stride, s.v,
@@ -537,30 +561,24 @@ __global__ void window_attention_tc_backward_kernel(WindowAttentionBackwardParam
                                                                l.tile_stride, s.v, l.tile_stride, l.padded_head_dim,
                                                                kPaddedTokens);
       __syncwarp();
-#pragma unroll 1
-      for (int r = 0; r < kTile; ++r) {
-        const int i = row0 + r;
-        float prob[kColumnsPerLane] = {}, grad_score[kColumnsPerLane] = {};
-        if (i < n) {
-          probability_row(p, s, tables, w, i, strip + r * kStripStride, prob);
-          float grad_prob[kColumnsPerLane], weighted = 0.0f;  // weighted: this lane's part of rowsum(P * dP)
+      {
+        float prob[kColumnsPerLane];
+        const bool row_valid = probability_rows(p, s, tables, w, row0, strip, prob);
+        const int r = lane / 2, half = lane % 2;
+        const float* grad_prob = second_strip + r * kStripStride + half;
+        float weighted = 0.0f;  // this lane's half of rowsum(P * dP); padded columns have P = 0
 #pragma unroll
-          for (int c = 0; c < kColumnsPerLane; ++c) {
-            grad_prob[c] = second_strip[r * kStripStride + lane + c * kWarp];
-            weighted += prob[c] * grad_prob[c];
-          }
-          const float row_dot = warp_sum(weighted);
-#pragma unroll
-          for (int c = 0; c < kColumnsPerLane; ++c) {
-            const int j = lane + c * kWarp;
-            grad_score[c] = prob[c] * (grad_prob[c] - row_dot);
-            if (j < n) s.grad_bias[i * kPaddedTokens + j] += grad_score[c];
-          }
-        }
+        for (int c = 0; c < kColumnsPerLane; ++c) weighted += prob[c] * grad_prob[2 * c];
+        const float row_dot = weighted + __shfl_xor_sync(0xffffffffu, weighted, 1);
+        T* prob_row = s.prob + (row0 + r) * l.prob_stride + half;
+        T* grad_score_row = s.grad_score + (row0 + r) * l.prob_stride + half;
+        float* grad_bias_row = s.grad_bias + (row0 + r) * kBiasStride + half;
 #pragma unroll
         for (int c = 0; c < kColumnsPerLane; ++c) {
-          s.prob[i * l.prob_stride + lane + c * kWarp] = from_float<T>(prob[c]);
-          s.grad_score[i * l.prob_stride + lane + c * kWarp] = from_float<T>(grad_score[c]);
+          const float grad_score = prob[c] * (grad_prob[2 * c] - row_dot);
+          prob_row[2 * c] = from_float<T>(prob[c]);
+          grad_score_row[2 * c] = from_float<T>(grad_score);
+          if (row_valid && 2 * c + half < n) grad_bias_row[2 * c] += grad_score;
         }
       }
       __syncwarp();
@@ -583,7 +601,7 @@ __global__ void window_attention_tc_backward_kernel(WindowAttentionBackwardParam
     // This group's bias-gradient partial; the last group of head h to finish adds them all in group order.
     float* partials = static_cast<float*>(bp.grad_bias_partials) + static_cast<int64_t>(h) * groups * n * n;
     for (int e = threadIdx.x; e < n * n; e += blockDim.x)
-      partials[group * n * n + e] = s.grad_bias[(e / n) * kPaddedTokens + e % n];
+      partials[group * n * n + e] = s.grad_bias[(e / n) * kBiasStride + e % n];
     __threadfence();  // the partial is visible to the other blocks before the ticket is taken
     __syncthreads();
     if (threadIdx.x == 0) {
