@@ -39,6 +39,7 @@ int main(int argc, char** argv) {
   else if (command == "attention") run_attention(c);
   else if (command == "wmma_check") run_wmma_check(c);
   else if (command == "harness_check") run_harness_check(c);
+  else if (command == "conversions") run_conversions(c);
   else fail("unknown command " + command);
   return 0;
 }

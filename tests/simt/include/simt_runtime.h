@@ -89,12 +89,8 @@ enum class Order { kForward, kReversed, kShuffled };
 
 // Scheduling of the following launches: the order threads (and blocks) run in between sync points.
 void configure(Order order, uint64_t seed);
-Order configured_order();
 uint64_t configured_seed();
 const char* order_name(Order order);
-
-// Stops the program: prints "simt error: <message>" with the launch, block, thread and schedule.
-[[noreturn]] void fail(const char* format, ...) __attribute__((format(printf, 1, 2)));
 
 namespace detail {
 
@@ -124,6 +120,7 @@ struct WarpCall {
 void warp_collective(const WarpCall& call);
 void block_barrier(const char* file, int line);
 unsigned active_lanes();  // lanes of the caller's warp that have not exited
+// Stops the program: prints "simt error: <name>: <message>" with the launch, block, thread and schedule.
 [[noreturn]] void fail_in_collective(const char* name, const char* format, ...) __attribute__((format(printf, 2, 3)));
 
 // Type-erased kernel body run by every thread of a launch.

@@ -1,17 +1,19 @@
 // The SIMT harness's scheduler: runs a launch's blocks one after another and a block's threads as
-// fibers (ucontext) on this one OS thread, switching only at synchronisation points.
+// fibers on this one OS thread, switching only at synchronisation points.
 //
 // Why fibers and not one OS thread per CUDA thread: a block has up to 1024 threads and a warp reduction
-// switches 32 of them per shuffle; a fiber switch costs well under a microsecond and no kernel
-// scheduler is involved, so the order in which threads run is exactly the configured one (an OS thread
-// per CUDA thread with a baton would give the same semantics at ~10x the cost per switch). AddressSanitizer
-// is told about every switch (__sanitizer_start_switch_fiber / __sanitizer_finish_switch_fiber), so it
-// keeps checking the fibers' stacks.
+// switches 32 of them per shuffle, about a million switches for one attention case. A fiber switch is a
+// few nanoseconds and no kernel scheduler is involved, so the order in which threads run is exactly the
+// configured one; an OS thread per CUDA thread with a baton gives the same semantics at a futex wake-up
+// and a kernel context switch (microseconds) per handover. The switch is our own (a few instructions of
+// x86-64 assembly, below): glibc's swapcontext makes a system call per switch, and ASan's interceptor of it
+// clears the shadow of the whole target stack each time, which was 60% of the run time. AddressSanitizer is
+// told about every switch (__sanitizer_start_switch_fiber / __sanitizer_finish_switch_fiber), so it keeps
+// checking the fibers' stacks.
 #include <sys/mman.h>
-#include <ucontext.h>
-#include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
@@ -42,8 +44,58 @@ constexpr unsigned char kPoisonByte = 0xff;
 
 enum class Status { kRunnable, kAtBarrier, kInWarpCollective, kExited };
 
+#if !defined(__x86_64__)
+#error "the SIMT harness's fiber switch is written for x86-64"
+#endif
+
+// switch_stack(&save, next): saves the callee-saved registers, MXCSR and the x87 control word on the
+// current stack, stores its stack pointer in *save, and resumes the context whose stack pointer is next.
+extern "C" void simt_switch_stack(void** save, void* next);
+asm(R"(
+  .text
+  .globl simt_switch_stack
+  .type simt_switch_stack, @function
+simt_switch_stack:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  subq $8, %rsp
+  stmxcsr (%rsp)
+  fnstcw 4(%rsp)
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  ldmxcsr (%rsp)
+  fldcw 4(%rsp)
+  addq $8, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size simt_switch_stack, .-simt_switch_stack
+  .section .note.GNU-stack,"",@progbits
+  .text
+)");
+
+// A new fiber's stack as simt_switch_stack leaves a suspended one: the saved registers (zero), default
+// MXCSR / x87 control word, and `entry` as the return address, with the stack aligned as after a call.
+void* prepare_stack(unsigned char* stack, size_t size, void (*entry)()) {
+  uintptr_t top = (reinterpret_cast<uintptr_t>(stack) + size) & ~uintptr_t{15};
+  auto* slots = reinterpret_cast<uint64_t*>(top);
+  slots[-1] = 0;                                    // entry's (never used) return address
+  slots[-2] = reinterpret_cast<uint64_t>(entry);   // popped by ret
+  for (int i = 3; i <= 8; ++i) slots[-i] = 0;      // rbp, rbx, r12..r15
+  slots[-9] = 0x1f80 | (uint64_t{0x037f} << 32);   // MXCSR (all exceptions masked), x87 control word
+  return &slots[-9];
+}
+
 struct Fiber {
-  ucontext_t context;
+  void* stack_pointer = nullptr;  // while switched out
   unsigned char* stack = nullptr;  // usable stack (above the guard page)
   detail::Coordinates coordinates;
   Status status = Status::kRunnable;
@@ -58,13 +110,19 @@ struct Scheduler {
   uint64_t seed = 0;
   std::mt19937_64 random;
   std::vector<Fiber> fibers;
-  ucontext_t scheduler_context;
+  void* scheduler_stack_pointer = nullptr;
   void* scheduler_fake_stack = nullptr;
   const void* scheduler_stack_bottom = nullptr;
   size_t scheduler_stack_size = 0;
   Fiber* running = nullptr;
   detail::LaunchBody body{};
   unsigned threads = 0, exited = 0, at_barrier = 0;
+  // Per warp, the lanes that wait in a warp collective / wait in __syncthreads / have returned.
+  struct WarpMasks {
+    uint32_t waiting = 0, at_barrier = 0, exited = 0;
+  };
+  std::vector<WarpMasks> warps;
+  std::vector<unsigned> runnable;  // reused by every scheduling round
   // Launch being run, for messages.
   unsigned long launch_number = 0;
   dim3 grid, block;
@@ -73,7 +131,6 @@ struct Scheduler {
   std::map<const void*, size_t> max_dynamic_shared;  // opt-ins by cudaFuncSetAttribute
   std::vector<unsigned char*> dynamic_shared_buffers;
   cudaError_t last_error = cudaSuccess;
-  const char* collective_name = nullptr;  // the warp collective being resolved, for messages
 };
 
 Scheduler& scheduler() {
@@ -127,7 +184,7 @@ void switch_to_fiber(Fiber& fiber) {
 #if SIMT_WITH_ASAN
   __sanitizer_start_switch_fiber(&s.scheduler_fake_stack, fiber.stack, kFiberStackBytes);
 #endif
-  swapcontext(&s.scheduler_context, &fiber.context);
+  simt_switch_stack(&s.scheduler_stack_pointer, fiber.stack_pointer);
 #if SIMT_WITH_ASAN
   __sanitizer_finish_switch_fiber(s.scheduler_fake_stack, nullptr, nullptr);
 #endif
@@ -142,7 +199,7 @@ void yield_to_scheduler() {
 #if SIMT_WITH_ASAN
   __sanitizer_start_switch_fiber(&self.fake_stack, s.scheduler_stack_bottom, s.scheduler_stack_size);
 #endif
-  swapcontext(&self.context, &s.scheduler_context);
+  simt_switch_stack(&self.stack_pointer, s.scheduler_stack_pointer);
 #if SIMT_WITH_ASAN
   __sanitizer_finish_switch_fiber(self.fake_stack, &s.scheduler_stack_bottom, &s.scheduler_stack_size);
 #endif
@@ -152,11 +209,6 @@ void yield_to_scheduler() {
 
 unsigned warp_of(const Fiber& f) { return f.coordinates.linear_thread / 32; }
 unsigned lane_of(const Fiber& f) { return f.coordinates.linear_thread % 32; }
-Fiber* fiber_of_lane(unsigned warp, unsigned lane) {
-  Scheduler& s = scheduler();
-  const unsigned index = warp * 32 + lane;
-  return index < s.threads ? &s.fibers[index] : nullptr;
-}
 
 std::string describe_call(const detail::WarpCall& call) {
   char text[256];
@@ -166,13 +218,14 @@ std::string describe_call(const detail::WarpCall& call) {
 
 // A lane leaves its warp while lanes of a pending collective name it in their mask: they would hang.
 void check_no_lane_waits_for(const Fiber& leaving, const char* how) {
+  Scheduler& s = scheduler();
   const unsigned warp = warp_of(leaving), lane = lane_of(leaving);
-  for (unsigned other = 0; other < 32; ++other) {
-    const Fiber* f = fiber_of_lane(warp, other);
-    if (f == nullptr || f->status != Status::kInWarpCollective) continue;
-    if (f->pending->mask >> lane & 1u)
+  for (uint32_t waiting = s.warps[warp].waiting; waiting != 0; waiting &= waiting - 1) {
+    const unsigned other = static_cast<unsigned>(__builtin_ctz(waiting));
+    const Fiber& f = s.fibers[warp * 32 + other];
+    if (f.pending->mask >> lane & 1u)
       fail_with("lane " + std::to_string(lane) + " " + how + " while lane " + std::to_string(other) +
-                " waits for it in " + describe_call(*f->pending));
+                " waits for it in " + describe_call(*f.pending));
   }
 }
 
@@ -185,11 +238,13 @@ void thread_entry() {
   Fiber& self = *s.running;
   self.status = Status::kExited;
   ++s.exited;
+  s.warps[warp_of(self)].exited |= 1u << lane_of(self);
   check_no_lane_waits_for(self, "returned from the kernel");
 #if SIMT_WITH_ASAN
   __sanitizer_start_switch_fiber(nullptr, s.scheduler_stack_bottom, s.scheduler_stack_size);  // frees the fake stack
 #endif
-  setcontext(&s.scheduler_context);
+  void* discarded;
+  simt_switch_stack(&discarded, s.scheduler_stack_pointer);
 }
 
 // ---- block execution ----------------------------------------------------------------------------
@@ -206,7 +261,7 @@ void allocate_fibers(unsigned threads) {
   }
 }
 
-std::vector<unsigned> ordered(std::vector<unsigned> items) {
+void apply_order(std::vector<unsigned>& items) {
   Scheduler& s = scheduler();
   switch (s.order) {
     case Order::kForward:
@@ -218,7 +273,6 @@ std::vector<unsigned> ordered(std::vector<unsigned> items) {
       std::shuffle(items.begin(), items.end(), s.random);
       break;
   }
-  return items;
 }
 
 void release_barrier() {
@@ -241,6 +295,7 @@ void release_barrier() {
     f.status = Status::kRunnable;
   }
   s.at_barrier = 0;
+  for (auto& warp : s.warps) warp.at_barrier = 0;
 }
 
 [[noreturn]] void report_deadlock() {
@@ -284,19 +339,15 @@ void run_block(uint3 block_index) {
 #if SIMT_WITH_ASAN
     ASAN_UNPOISON_MEMORY_REGION(f.stack, kFiberStackBytes);  // frames left by the previous block's fiber
 #endif
-    getcontext(&f.context);
-    f.context.uc_stack.ss_sp = f.stack;
-    f.context.uc_stack.ss_size = kFiberStackBytes;
-    f.context.uc_link = nullptr;
-    makecontext(&f.context, thread_entry, 0);
+    f.stack_pointer = prepare_stack(f.stack, kFiberStackBytes, thread_entry);
   }
   s.exited = 0;
   s.at_barrier = 0;
-  std::vector<unsigned> all(s.threads);
-  for (unsigned t = 0; t < s.threads; ++t) all[t] = t;
+  s.warps.assign((s.threads + 31) / 32, {});
+  std::vector<unsigned>& runnable = s.runnable;
   while (s.exited < s.threads) {
-    std::vector<unsigned> runnable;
-    for (unsigned t : all)
+    runnable.clear();
+    for (unsigned t = 0; t < s.threads; ++t)
       if (s.fibers[t].status == Status::kRunnable) runnable.push_back(t);
     if (runnable.empty()) {
       if (s.at_barrier > 0 && s.at_barrier == s.threads - s.exited) {
@@ -308,7 +359,8 @@ void run_block(uint3 block_index) {
       }
       report_deadlock();
     }
-    for (unsigned t : ordered(runnable)) switch_to_fiber(s.fibers[t]);
+    apply_order(runnable);
+    for (unsigned t : runnable) switch_to_fiber(s.fibers[t]);
   }
 }
 
@@ -322,7 +374,6 @@ void configure(Order order, uint64_t seed) {
   s.seed = seed;
   s.random.seed(seed);
 }
-Order configured_order() { return scheduler().order; }
 uint64_t configured_seed() { return scheduler().seed; }
 const char* order_name(Order order) {
   switch (order) {
@@ -334,14 +385,6 @@ const char* order_name(Order order) {
       return "shuffled";
   }
   return "?";
-}
-
-void fail(const char* format, ...) {
-  va_list args;
-  va_start(args, format);
-  const std::string message = vformat(format, args);
-  va_end(args);
-  fail_with(message);
 }
 
 namespace detail {
@@ -360,12 +403,9 @@ unsigned active_lanes() {
   Scheduler& s = scheduler();
   if (s.running == nullptr) fail_with("__activemask outside a kernel");
   const unsigned warp = warp_of(*s.running);
-  unsigned mask = 0;
-  for (unsigned lane = 0; lane < 32; ++lane) {
-    const Fiber* f = fiber_of_lane(warp, lane);
-    if (f != nullptr && f->status != Status::kExited) mask |= 1u << lane;
-  }
-  return mask;
+  const unsigned lanes = std::min(32u, s.threads - warp * 32);
+  const uint32_t present = lanes == 32 ? 0xffffffffu : (1u << lanes) - 1u;
+  return present & ~s.warps[warp].exited;
 }
 
 void block_barrier(const char* file, int line) {
@@ -374,6 +414,7 @@ void block_barrier(const char* file, int line) {
   Fiber& self = *s.running;
   check_no_lane_waits_for(self, ("entered __syncthreads at " + std::string(file) + ":" + std::to_string(line)).c_str());
   self.status = Status::kAtBarrier;
+  s.warps[warp_of(self)].at_barrier |= 1u << lane_of(self);
   self.barrier_file = file;
   self.barrier_line = line;
   ++s.at_barrier;
@@ -387,41 +428,44 @@ void warp_collective(const WarpCall& call) {
   if (s.running == nullptr) fail_with(std::string(call.name) + " outside a kernel");
   Fiber& self = *s.running;
   const unsigned warp = warp_of(self), lane = lane_of(self);
-  if (!(call.mask >> lane & 1u))
+  Scheduler::WarpMasks& masks = s.warps[warp];
+  Fiber* const lanes = &s.fibers[warp * 32];
+  const uint32_t mask = call.mask;
+  if (!(mask >> lane & 1u))
     fail_with("lane " + std::to_string(lane) + " calls " + describe_call(call) + " without its own bit in the mask");
-  for (unsigned other = 0; other < 32; ++other) {
-    if (!(call.mask >> other & 1u) || other == lane) continue;
-    const Fiber* f = fiber_of_lane(warp, other);
-    if (f == nullptr)
-      fail_with(describe_call(call) + " names lane " + std::to_string(other) + ", which does not exist (block of " +
-                std::to_string(s.threads) + " threads)");
-    if (f->status == Status::kExited)
-      fail_with(describe_call(call) + " names lane " + std::to_string(other) + ", which has returned");
-    if (f->status == Status::kAtBarrier)
-      fail_with(describe_call(call) + " names lane " + std::to_string(other) + ", which waits in __syncthreads at " +
-                f->barrier_file + ":" + std::to_string(f->barrier_line));
-    if (f->status == Status::kInWarpCollective &&
-        (f->pending->resolver != call.resolver || f->pending->mask != call.mask))
+  const unsigned lane_count = std::min(32u, s.threads - warp * 32);
+  if (lane_count < 32 && (mask >> lane_count) != 0)
+    fail_with(describe_call(call) + " names lanes that do not exist (block of " + std::to_string(s.threads) +
+              " threads)");
+  if (const uint32_t gone = mask & masks.exited)
+    fail_with(describe_call(call) + " names lane " + std::to_string(__builtin_ctz(gone)) + ", which has returned");
+  if (const uint32_t blocked = mask & masks.at_barrier) {
+    const Fiber& f = lanes[__builtin_ctz(blocked)];
+    fail_with(describe_call(call) + " names lane " + std::to_string(__builtin_ctz(blocked)) +
+              ", which waits in __syncthreads at " + f.barrier_file + ":" + std::to_string(f.barrier_line));
+  }
+  for (uint32_t others = mask & masks.waiting; others != 0; others &= others - 1) {
+    const Fiber& f = lanes[__builtin_ctz(others)];
+    if (f.pending->resolver != call.resolver || f.pending->mask != mask)
       fail_with("mismatched warp collectives: lane " + std::to_string(lane) + " calls " + describe_call(call) +
-                ", lane " + std::to_string(other) + " waits in " + describe_call(*f->pending));
+                ", lane " + std::to_string(__builtin_ctz(others)) + " waits in " + describe_call(*f.pending));
   }
   self.pending = &call;
   self.status = Status::kInWarpCollective;
-  bool complete = true;
-  for (unsigned other = 0; other < 32 && complete; ++other)
-    if (call.mask >> other & 1u) complete = fiber_of_lane(warp, other)->status == Status::kInWarpCollective;
-  if (complete) {
+  masks.waiting |= 1u << lane;
+  if ((masks.waiting & mask) == mask) {
     void* payloads[32] = {};
-    for (unsigned other = 0; other < 32; ++other)
-      if (call.mask >> other & 1u) payloads[other] = fiber_of_lane(warp, other)->pending->payload;
-    s.collective_name = call.name;
-    call.resolver(payloads, call.mask);
-    for (unsigned other = 0; other < 32; ++other) {
-      if (!(call.mask >> other & 1u)) continue;
-      Fiber* f = fiber_of_lane(warp, other);
-      f->status = Status::kRunnable;
-      f->pending = nullptr;
+    for (uint32_t group = mask; group != 0; group &= group - 1) {
+      const unsigned other = static_cast<unsigned>(__builtin_ctz(group));
+      payloads[other] = lanes[other].pending->payload;
     }
+    call.resolver(payloads, mask);
+    for (uint32_t group = mask; group != 0; group &= group - 1) {
+      Fiber& f = lanes[__builtin_ctz(group)];
+      f.status = Status::kRunnable;
+      f.pending = nullptr;
+    }
+    masks.waiting &= ~mask;
   }
   yield_to_scheduler();  // the lanes continue in the configured order
 }
@@ -455,7 +499,8 @@ cudaError_t run_grid(const void* kernel, dim3 grid, dim3 block, size_t shared_by
   allocate_fibers(s.threads);
   std::vector<unsigned> blocks(uint64_t{grid.x} * grid.y * grid.z);
   for (unsigned b = 0; b < blocks.size(); ++b) blocks[b] = b;
-  for (unsigned b : ordered(blocks)) run_block({b % grid.x, (b / grid.x) % grid.y, b / (grid.x * grid.y)});
+  apply_order(blocks);
+  for (unsigned b : blocks) run_block({b % grid.x, (b / grid.x) % grid.y, b / (grid.x * grid.y)});
   s.in_launch = false;
   return cudaSuccess;
 }
