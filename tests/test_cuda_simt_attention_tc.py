@@ -10,7 +10,9 @@ every backend), TF32 within 2e-3 (10-bit mantissa operands), exact fp32 1e-5, fp
 The case table covers window and image layouts, ws 7 and 8, shift 0 and ws//2, head_dim 30, 10 and 64,
 non-square grids, one window row and one window column, batch 2, several windows per item and several
 bias-gradient groups, a window-layout mask repeating over the batch, and qkv pointers / channel counts
-that select each global access width (16 bytes, 8 bytes, one element).
+that select each global access width (16 bytes, 8 bytes, one element). Planted bugs in a copy of the
+kernel file (a removed barrier, an off-by-one in the last-block ticket of the bias gradient) must make
+a case fail.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import pytest
 import torch
 
 from swinir_kernels import reference
-from tests.test_cuda_simt import harness, next_schedule, raw_bytes, read_output, run_harness  # noqa: F401
+from tests.simt import build as simt_build
+from tests.test_cuda_simt import build_cache, harness, next_schedule, raw_bytes, read_output, run_harness  # noqa: F401
 
 # (batch, window rows, window columns, window_size, shift, C, num_heads), as tests/test_window_attention.py.
 CASES = [
@@ -166,3 +169,27 @@ def test_tensor_cores_many_windows_and_groups(harness, tmp_path, dtype):  # noqa
                                                            allow_tf32=True, mask="random")
     assert tensor_cores
     check(actual, exact, in_dtype, dtype, allow_tf32=True)
+
+
+TC_KERNEL = "csrc/cuda/window_attention_tc_kernel.cu"
+# name -> (text of the kernel file, replacement)
+PLANTED_BUGS = {
+    # The column pass (dk, dv) reads rows of P and dS that other warps write.
+    "removed-backward-barrier": ("      __syncthreads();  // every row of P and dS is written\n", ""),
+    # No block sees itself as its head's last: grad_bias is never written.
+    "bias-gradient-ticket-off-by-one": ("1u) == groups - 1;", "1u) == groups;"),
+}
+
+
+@pytest.mark.parametrize("bug", PLANTED_BUGS)
+def test_planted_bug_is_caught(harness, request, tmp_path, bug):  # noqa: F811
+    """The tensor-core kernel with one bug planted (in a copy; the checkout is untouched) must fail a
+    case the real kernel passes (B2-grid2x3-ws8-shift4-hd30, fp16, window layout)."""
+    text, replacement = PLANTED_BUGS[bug]
+    source = (simt_build.ROOT / TC_KERNEL).read_text()
+    assert source.count(text) == 1, f"{TC_KERNEL} changed: update the planted bug {bug!r}"
+    executable = simt_build.build(build_cache(request), {TC_KERNEL: source.replace(text, replacement)})
+    assert executable != harness
+    with pytest.raises(AssertionError):
+        actual, exact, in_dtype, _ = attention_case(executable, tmp_path, torch.float16, "window", CASES[2])
+        check(actual, exact, in_dtype, torch.float16, allow_tf32=True)
