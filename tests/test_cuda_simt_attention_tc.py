@@ -11,8 +11,8 @@ The case table covers window and image layouts, ws 7 and 8, shift 0 and ws//2, h
 non-square grids, one window row and one window column, batch 2, several windows per item and several
 bias-gradient groups, a window-layout mask repeating over the batch, and qkv pointers / channel counts
 that select each global access width (16 bytes, 8 bytes, one element). Planted bugs in a copy of the
-kernel file (a removed barrier, an off-by-one in the last-block ticket of the bias gradient) must make
-a case fail.
+kernel file (prefetching the wrong window, padded keys in the softmax, an off-by-one in the last-block
+ticket of the bias gradient) must make a case fail.
 """
 
 from __future__ import annotations
@@ -173,9 +173,15 @@ def test_tensor_cores_many_windows_and_groups(harness, tmp_path, dtype):  # noqa
 
 TC_KERNEL = "csrc/cuda/window_attention_tc_kernel.cu"
 # name -> (text of the kernel file, replacement)
+# (A removed __syncthreads is not among them: the harness resumes threads in rounds from one
+# synchronisation point to the next, and all warps of these kernels pass the same sequence of WMMA
+# collectives, so no warp runs ahead far enough to read what another has not yet written.)
 PLANTED_BUGS = {
-    # The column pass (dk, dv) reads rows of P and dS that other warps write.
-    "removed-backward-barrier": ("      __syncthreads();  // every row of P and dS is written\n", ""),
+    # The prefetch reloads the current window instead of the next one.
+    "prefetch-of-the-wrong-window": ("if (has_next) loader.issue(s.pixels(tables ^ 1));",
+                                     "if (has_next) loader.issue(s.pixels(tables));"),
+    # Padded keys (N = 49 < 64) enter the softmax.
+    "padded-keys-unmasked": ("if (!row_valid || j >= n) continue;", "if (!row_valid || j >= 64) continue;"),
     # No block sees itself as its head's last: grad_bias is never written.
     "bias-gradient-ticket-off-by-one": ("1u) == groups - 1;", "1u) == groups;"),
 }
@@ -184,12 +190,12 @@ PLANTED_BUGS = {
 @pytest.mark.parametrize("bug", PLANTED_BUGS)
 def test_planted_bug_is_caught(harness, request, tmp_path, bug):  # noqa: F811
     """The tensor-core kernel with one bug planted (in a copy; the checkout is untouched) must fail a
-    case the real kernel passes (B2-grid2x3-ws8-shift4-hd30, fp16, window layout)."""
+    case the real kernel passes (B2-grid2x3-ws7-shift3-hd30, fp16, window layout)."""
     text, replacement = PLANTED_BUGS[bug]
     source = (simt_build.ROOT / TC_KERNEL).read_text()
     assert source.count(text) == 1, f"{TC_KERNEL} changed: update the planted bug {bug!r}"
     executable = simt_build.build(build_cache(request), {TC_KERNEL: source.replace(text, replacement)})
     assert executable != harness
     with pytest.raises(AssertionError):
-        actual, exact, in_dtype, _ = attention_case(executable, tmp_path, torch.float16, "window", CASES[2])
+        actual, exact, in_dtype, _ = attention_case(executable, tmp_path, torch.float16, "window", CASES[0])
         check(actual, exact, in_dtype, torch.float16, allow_tf32=True)

@@ -55,15 +55,20 @@ cuda::WindowAttentionParams make_params(const AttentionDims& d, const at::Tensor
   return p;
 }
 
-void check_shared_memory(const cuda::WindowAttentionParams& p, bool backward) {
+// Whether to launch the tensor-core kernel: for its dtypes where its shared memory fits the device (the
+// TF32 backward at head_dim > 48 needs more than an A100's 163 KB), else the scalar kernel, which must fit.
+bool use_tensor_cores(const cuda::WindowAttentionParams& p, bool backward) {
   int device = 0, limit = 0;
   C10_CUDA_CHECK(cudaGetDevice(&device));
   C10_CUDA_CHECK(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  const size_t needed = cuda::window_attention_uses_tensor_cores(p) ? cuda::window_attention_tc_shared_bytes(p, backward)
-                                                                     : cuda::window_attention_shared_bytes(p, backward);
+  if (cuda::window_attention_uses_tensor_cores(p) &&
+      cuda::window_attention_tc_shared_bytes(p, backward) <= static_cast<size_t>(limit))
+    return true;
+  const size_t needed = cuda::window_attention_shared_bytes(p, backward);
   TORCH_CHECK_VALUE(needed <= static_cast<size_t>(limit), "qkv: N=", p.tokens, ", head_dim=", p.head_dim,
                     " in this dtype needs ", needed, " bytes of shared memory per block for the CUDA ",
                     backward ? "backward" : "forward", " kernel, more than the device's ", limit);
+  return false;
 }
 
 // rel_bias / mask in the kernel's compute type, contiguous (undefined stays undefined).
@@ -83,10 +88,9 @@ at::Tensor attention_forward(const at::Tensor& qkv_in, const at::Tensor& rel_bia
   const auto mask_values = in_compute_dtype(mask, qkv);
   auto params = make_params(d, qkv, bias, mask_values, scale, image);
   params.out = out.mutable_data_ptr();
-  check_shared_memory(params, /*backward=*/false);
   const auto stream = c10::cuda::getCurrentCUDAStream();
-  C10_CUDA_CHECK(cuda::window_attention_uses_tensor_cores(params) ? cuda::launch_window_attention_tc_forward(params, stream)
-                                                                  : cuda::launch_window_attention_forward(params, stream));
+  C10_CUDA_CHECK(use_tensor_cores(params, /*backward=*/false) ? cuda::launch_window_attention_tc_forward(params, stream)
+                                                              : cuda::launch_window_attention_forward(params, stream));
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;
 }
@@ -109,7 +113,7 @@ std::tuple<at::Tensor, at::Tensor> attention_backward(const at::Tensor& grad_out
   const auto compute_options = qkv.options().dtype(cuda::compute_dtype_of(qkv));
   cuda::WindowAttentionBackwardParams params{};
   params.inputs = make_params(d, qkv, bias, mask_values, scale, image);
-  const bool tensor_cores = cuda::window_attention_uses_tensor_cores(params.inputs);
+  const bool tensor_cores = use_tensor_cores(params.inputs, /*backward=*/true);
   // Scalar kernel: partials (groups, nH, N, N) summed by a second kernel; tensor cores: (nH, groups, N, N)
   // summed by each head's last block, which needs the zeroed per-head counters.
   const int64_t groups = tensor_cores ? cuda::window_attention_tc_backward_groups(d.num_windows)
@@ -123,7 +127,6 @@ std::tuple<at::Tensor, at::Tensor> attention_backward(const at::Tensor& grad_out
   params.grad_qkv = grad_qkv.mutable_data_ptr();
   params.grad_bias_partials = grad_bias_partials.mutable_data_ptr();
   params.grad_bias = grad_bias.mutable_data_ptr();
-  check_shared_memory(params.inputs, /*backward=*/true);
   const auto stream = c10::cuda::getCurrentCUDAStream();
   C10_CUDA_CHECK(tensor_cores ? cuda::launch_window_attention_tc_backward(params, stream)
                               : cuda::launch_window_attention_backward(params, stream));
