@@ -47,7 +47,7 @@ constexpr int kWarp = 32;
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * kWarp;
 // No __launch_bounds__(kThreads): with it, ptxas (CUDA 13, sm_90) aims at 3-4 blocks per SM by capping
-// registers at 128 or 168 and spills; without it these kernels take 126-216 registers and never spill.
+// registers at 128 or 168 and spills; without it these kernels take 127-255 registers and never spill.
 constexpr int kTile = 16;                        // wmma M and N: one strip of rows per warp
 constexpr int kPaddedTokens = kWarps * kTile;    // N <= 64 padded to 64
 static_assert(kPaddedTokens == kAttentionMaxTokens, "one 16-row strip per warp must cover the largest window");
