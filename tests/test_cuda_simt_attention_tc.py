@@ -24,7 +24,14 @@ import torch
 
 from swinir_kernels import reference
 from tests.simt import build as simt_build
-from tests.test_cuda_simt import build_cache, harness, next_schedule, raw_bytes, read_output, run_harness  # noqa: F401
+from tests.test_cuda_simt import (  # noqa: F401
+    build_cache,
+    harness,
+    next_schedule,
+    raw_bytes,
+    read_output,
+    run_harness,
+)
 
 # (batch, window rows, window columns, window_size, shift, C, num_heads), as tests/test_window_attention.py.
 CASES = [
