@@ -385,6 +385,18 @@ def test_window_attention_forward_and_backward(harness, tmp_path, case, op, dtyp
         assert torch.equal(a, b), f"{name} differs between schedules {first_where} and {second_where}"
 
 
+def test_window_attention_any_mask(harness, tmp_path):
+    """test_window_layout_random_mask's case: any additive mask (fp16 values), shared by windows w % nW."""
+    case = (2, 2, 3, 7, 0, 20, 2)
+    qkv, rel_bias, _, grad_out, kwargs = make_inputs(case, torch.float32, "cpu", "window_attention")
+    mask = (torch.randn(6, 49, 49) * 3).to(torch.float16)
+    order, seed = next_schedule()
+    job, outputs = attention_job(tmp_path, "window_attention", qkv, rel_bias, mask, grad_out, kwargs, order, seed)
+    run_harness_all(harness, "attention", [job])
+    check_attention(outputs(), (qkv, rel_bias, mask, grad_out, kwargs), "window_attention", torch.float32,
+                    f"order={order} seed={seed}")
+
+
 # ---- the harness itself ---------------------------------------------------------------------------
 
 
