@@ -1,7 +1,10 @@
 // window_attention / shifted_window_attention and their backward ops on CUDA: argument checks (shared
 // with the CPU kernels), the kernel's size limits, fp32/fp64 copies of rel_bias and mask (tiny, shared
-// by all windows), allocation and launch of window_attention_kernel.cu.
+// by all windows), allocation and launch of the tensor-core kernels (window_attention_tc_kernel.cu: fp16,
+// bf16, and fp32 when torch.backends.cuda.matmul.allow_tf32 is set) or the scalar ones
+// (window_attention_kernel.cu: exact fp32, fp64).
 #include <ATen/ATen.h>
+#include <ATen/Context.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -48,17 +51,24 @@ cuda::WindowAttentionParams make_params(const AttentionDims& d, const at::Tensor
     p.shift = static_cast<int>(image->shift);
   }
   p.dtype = cuda::element_type_of(qkv, "qkv");
+  p.allow_tf32 = at::globalContext().allowTF32CuBLAS();
   return p;
 }
 
-void check_shared_memory(const cuda::WindowAttentionParams& p, bool backward) {
+// Whether to launch the tensor-core kernel: for its dtypes where its shared memory fits the device (the
+// TF32 backward at head_dim > 48 needs more than an A100's 163 KB), else the scalar kernel, which must fit.
+bool use_tensor_cores(const cuda::WindowAttentionParams& p, bool backward) {
   int device = 0, limit = 0;
   C10_CUDA_CHECK(cudaGetDevice(&device));
   C10_CUDA_CHECK(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  if (cuda::window_attention_uses_tensor_cores(p) &&
+      cuda::window_attention_tc_shared_bytes(p, backward) <= static_cast<size_t>(limit))
+    return true;
   const size_t needed = cuda::window_attention_shared_bytes(p, backward);
   TORCH_CHECK_VALUE(needed <= static_cast<size_t>(limit), "qkv: N=", p.tokens, ", head_dim=", p.head_dim,
                     " in this dtype needs ", needed, " bytes of shared memory per block for the CUDA ",
                     backward ? "backward" : "forward", " kernel, more than the device's ", limit);
+  return false;
 }
 
 // rel_bias / mask in the kernel's compute type, contiguous (undefined stays undefined).
@@ -78,8 +88,9 @@ at::Tensor attention_forward(const at::Tensor& qkv_in, const at::Tensor& rel_bia
   const auto mask_values = in_compute_dtype(mask, qkv);
   auto params = make_params(d, qkv, bias, mask_values, scale, image);
   params.out = out.mutable_data_ptr();
-  check_shared_memory(params, /*backward=*/false);
-  C10_CUDA_CHECK(cuda::launch_window_attention_forward(params, c10::cuda::getCurrentCUDAStream()));
+  const auto stream = c10::cuda::getCurrentCUDAStream();
+  C10_CUDA_CHECK(use_tensor_cores(params, /*backward=*/false) ? cuda::launch_window_attention_tc_forward(params, stream)
+                                                              : cuda::launch_window_attention_forward(params, stream));
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;
 }
@@ -100,17 +111,25 @@ std::tuple<at::Tensor, at::Tensor> attention_backward(const at::Tensor& grad_out
   const auto bias = in_compute_dtype(rel_bias, qkv);
   const auto mask_values = in_compute_dtype(mask, qkv);
   const auto compute_options = qkv.options().dtype(cuda::compute_dtype_of(qkv));
-  const int64_t groups = cuda::window_attention_backward_groups(d.num_windows);
-  auto grad_bias_partials = at::empty({groups, d.num_heads, d.tokens, d.tokens}, compute_options);
-  auto grad_bias = at::empty({d.num_heads, d.tokens, d.tokens}, compute_options);
   cuda::WindowAttentionBackwardParams params{};
   params.inputs = make_params(d, qkv, bias, mask_values, scale, image);
+  const bool tensor_cores = use_tensor_cores(params.inputs, /*backward=*/true);
+  // Scalar kernel: partials (groups, nH, N, N) summed by a second kernel; tensor cores: (nH, groups, N, N)
+  // summed by each head's last block, which needs the zeroed per-head counters.
+  const int64_t groups = tensor_cores ? cuda::window_attention_tc_backward_groups(d.num_windows)
+                                      : cuda::window_attention_backward_groups(d.num_windows);
+  auto grad_bias_partials = at::empty({groups, d.num_heads, d.tokens, d.tokens}, compute_options);
+  auto grad_bias = at::empty({d.num_heads, d.tokens, d.tokens}, compute_options);
+  auto grad_bias_counters = tensor_cores ? at::zeros({d.num_heads}, qkv.options().dtype(at::kInt)) : at::Tensor();
+  params.grad_bias_counters =
+      tensor_cores ? reinterpret_cast<unsigned int*>(grad_bias_counters.mutable_data_ptr<int>()) : nullptr;
   params.grad_out = grad_out.const_data_ptr();
   params.grad_qkv = grad_qkv.mutable_data_ptr();
   params.grad_bias_partials = grad_bias_partials.mutable_data_ptr();
   params.grad_bias = grad_bias.mutable_data_ptr();
-  check_shared_memory(params.inputs, /*backward=*/true);
-  C10_CUDA_CHECK(cuda::launch_window_attention_backward(params, c10::cuda::getCurrentCUDAStream()));
+  const auto stream = c10::cuda::getCurrentCUDAStream();
+  C10_CUDA_CHECK(tensor_cores ? cuda::launch_window_attention_tc_backward(params, stream)
+                              : cuda::launch_window_attention_backward(params, stream));
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {grad_qkv, grad_bias.to(rel_bias.scalar_type())};
 }

@@ -1,6 +1,8 @@
 // Fused window attention (forward and backward) on CUDA, plain CUDA side (no torch headers). Serves
 // window_attention (window layout, optional mask tensor) and shifted_window_attention (image layout,
-// roll + partition + official shift mask as index arithmetic).
+// roll + partition + official shift mask as index arithmetic). Two implementations share the params:
+// tensor cores (window_attention_tc_kernel.cu: fp16, bf16, and fp32 as TF32 when allow_tf32) and
+// scalar FMAs (window_attention_kernel.cu: exact fp32 and fp64).
 #pragma once
 #include <cuda_runtime.h>
 
@@ -37,6 +39,7 @@ struct WindowAttentionParams {
   int64_t height, width;
   int window_size, shift;
   ElementType dtype;
+  bool allow_tf32;  // fp32 may run on TF32 tensor cores (torch.backends.cuda.matmul.allow_tf32)
 };
 
 struct WindowAttentionBackwardParams {
@@ -45,6 +48,8 @@ struct WindowAttentionBackwardParams {
   void* grad_qkv;                // qkv's layout, in `dtype`; every element is written
   void* grad_bias_partials;      // (window_attention_backward_groups(), nH, N, N), compute type: scratch
   void* grad_bias;               // (nH, N, N), compute type: the partials summed in group order
+  // Tensor-core backward only: (nH) zeros; the block finishing a head's last group sums its partials.
+  unsigned int* grad_bias_counters;
 };
 
 // Number of window groups, i.e. the first dim of grad_bias_partials.
@@ -55,6 +60,14 @@ size_t window_attention_shared_bytes(const WindowAttentionParams& params, bool b
 
 cudaError_t launch_window_attention_forward(const WindowAttentionParams& params, cudaStream_t stream);
 cudaError_t launch_window_attention_backward(const WindowAttentionBackwardParams& params, cudaStream_t stream);
+
+// The tensor-core kernels, for fp16, bf16 and (with allow_tf32) fp32; the rest goes to the ones above.
+bool window_attention_uses_tensor_cores(const WindowAttentionParams& params);
+// Window groups per head of the tensor-core backward: grad_bias_partials is (nH, groups, N, N).
+int64_t window_attention_tc_backward_groups(int64_t num_windows);
+size_t window_attention_tc_shared_bytes(const WindowAttentionParams& params, bool backward);
+cudaError_t launch_window_attention_tc_forward(const WindowAttentionParams& params, cudaStream_t stream);
+cudaError_t launch_window_attention_tc_backward(const WindowAttentionBackwardParams& params, cudaStream_t stream);
 
 }  // namespace cuda
 }  // namespace swinir_kernels

@@ -1,10 +1,12 @@
-// window_attention / shifted_window_attention forward and backward through
-// launch_window_attention_forward / _backward, with the parameters filled as
-// csrc/cuda/window_attention.cpp does (limits, shared-memory check, compute-type rel_bias and mask).
+// window_attention / shifted_window_attention forward and backward through the launchers the binding
+// picks (launch_window_attention_tc_* for fp16, bf16 and fp32 with allow_tf32, else
+// launch_window_attention_*), with the parameters filled as csrc/cuda/window_attention.cpp does (limits,
+// shared-memory check, compute-type rel_bias and mask, zeroed bias-gradient counters).
 // Case keys: layout (window | image), dtype, channels, num_heads, scale, qkv_offset (bytes); window
 // layout: num_windows, tokens, mask_windows (0 = no mask); image layout: batch, height, width,
-// window_size, shift. Files: qkv, grad_out (dtype), rel_bias, mask (float64). Writes out, grad_qkv
-// (dtype) and grad_bias (the compute type: float64 for float64 qkv, else float32).
+// window_size, shift; optional allow_tf32 (0 | 1, default 0). Files: qkv, grad_out (dtype), rel_bias, mask (float64). Writes out, grad_qkv
+// (dtype), grad_bias (the compute type: float64 for float64 qkv, else float32) and tensor_cores (one
+// byte: 1 where the tensor-core kernels ran).
 #include <vector>
 
 #include "case_io.h"
@@ -66,17 +68,27 @@ void run(const Case& c, const ElementKind& kind) {
     p.shift = static_cast<int>(c.integer("shift"));
   }
   p.dtype = kind.type;
+  p.allow_tf32 = c.has("allow_tf32") && c.integer("allow_tf32") != 0;
+  const bool tensor_cores = swinir_kernels::cuda::window_attention_uses_tensor_cores(p);
   // check_shared_memory, forward and backward
-  for (bool backward : {false, true})
-    if (swinir_kernels::cuda::window_attention_shared_bytes(p, backward) > kSharedMemoryOptInLimit)
-      fail("needs more shared memory per block than the device's opt-in limit");
+  for (bool backward : {false, true}) {
+    const size_t needed = tensor_cores ? swinir_kernels::cuda::window_attention_tc_shared_bytes(p, backward)
+                                       : swinir_kernels::cuda::window_attention_shared_bytes(p, backward);
+    if (needed > kSharedMemoryOptInLimit) fail("needs more shared memory per block than the device's opt-in limit");
+  }
 
   const auto out = Case::output(static_cast<size_t>(pixels * channels) * kind.size);
   p.out = out->data();
-  check_launch(swinir_kernels::cuda::launch_window_attention_forward(p, nullptr), "launch_window_attention_forward");
+  if (tensor_cores) {
+    check_launch(swinir_kernels::cuda::launch_window_attention_tc_forward(p, nullptr), "launch_window_attention_tc_forward");
+  } else {
+    check_launch(swinir_kernels::cuda::launch_window_attention_forward(p, nullptr), "launch_window_attention_forward");
+  }
   c.write("out", out->data(), out->size());
 
-  const int64_t groups = swinir_kernels::cuda::window_attention_backward_groups(num_windows);
+  const int64_t groups = tensor_cores ? swinir_kernels::cuda::window_attention_tc_backward_groups(num_windows)
+                                      : swinir_kernels::cuda::window_attention_backward_groups(num_windows);
+  const auto counters = Case::output(static_cast<size_t>(num_heads) * sizeof(unsigned int), 0, /*fill=*/0);
   const auto grad_qkv = Case::output(qkv->size());
   const auto partials = Case::output(static_cast<size_t>(groups * num_heads * tokens * tokens) * sizeof(Compute));
   const auto grad_bias = Case::output(static_cast<size_t>(num_heads * tokens * tokens) * sizeof(Compute));
@@ -87,9 +99,17 @@ void run(const Case& c, const ElementKind& kind) {
   bp.grad_qkv = grad_qkv->data();
   bp.grad_bias_partials = partials->data();
   bp.grad_bias = grad_bias->data();
-  check_launch(swinir_kernels::cuda::launch_window_attention_backward(bp, nullptr), "launch_window_attention_backward");
+  bp.grad_bias_counters = tensor_cores ? static_cast<unsigned int*>(counters->data()) : nullptr;
+  if (tensor_cores) {
+    check_launch(swinir_kernels::cuda::launch_window_attention_tc_backward(bp, nullptr),
+                 "launch_window_attention_tc_backward");
+  } else {
+    check_launch(swinir_kernels::cuda::launch_window_attention_backward(bp, nullptr), "launch_window_attention_backward");
+  }
   c.write("grad_qkv", grad_qkv->data(), grad_qkv->size());
   c.write("grad_bias", grad_bias->data(), grad_bias->size());
+  const unsigned char used_tensor_cores = tensor_cores ? 1 : 0;
+  c.write("tensor_cores", &used_tensor_cores, 1);
 }
 
 }  // namespace
