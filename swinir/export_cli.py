@@ -34,15 +34,24 @@ def add_export_command(commands) -> None:
                         help="run the graph with ONNX Runtime (CPU) at three sizes against PyTorch: error and time")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.add_argument("-q", "--quiet", action="store_true", help="no notes, only errors")
-    parser.set_defaults(handler=_run_command, backend=None, img_range=None)  # restore options cli._load_model reads
+    # backend and img_range: the restore options cli._load_model reads
+    parser.set_defaults(handler=_run_command, check=_check_options, backend=None, img_range=None)
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Usage errors, found before the model is loaded (exit 2)."""
+    from .cli import UsageError
+
+    if not args.output.endswith(".onnx"):
+        raise UsageError(f"argument -o/--output: expected a .onnx file name, got {args.output!r}")
+    if args.opset not in ONNX_OPSETS:
+        raise UsageError(f"argument --opset: expected {ONNX_OPSETS.start}..{ONNX_OPSETS.stop - 1}, got {args.opset}")
 
 
 def _run_command(args: argparse.Namespace) -> int:
     from .cli import CliError, _load_model, _note
     from .export import ExportError, check_onnx, export_onnx
 
-    if not args.output.endswith(".onnx"):
-        raise CliError(f"{args.output}: expected a .onnx file name")
     if os.path.exists(args.output) and not args.overwrite:
         raise CliError(f"{args.output}: already exists (pass --overwrite to replace it)")
     model = _load_model(args)

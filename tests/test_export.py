@@ -169,9 +169,9 @@ def test_errors_say_what_and_why(tmp_path):
 def test_cli_usage_errors(tmp_path, capsys):
     checkpoint = tmp_path / "tiny.pth"
     torch.save(tiny("classical_sr_x2").state_dict(), checkpoint)
-    assert cli.main(["export", str(checkpoint), "-o", str(tmp_path / "m.onnx"), "--opset", "12"]) == 1
-    assert "opset: expected 18..23, got 12" in capsys.readouterr().err
-    assert cli.main(["export", str(checkpoint), "-o", str(tmp_path / "m.pt")]) == 1
+    assert cli.main(["export", str(checkpoint), "-o", str(tmp_path / "m.onnx"), "--opset", "12"]) == 2
+    assert "argument --opset: expected 18..23, got 12" in capsys.readouterr().err
+    assert cli.main(["export", str(checkpoint), "-o", str(tmp_path / "m.pt")]) == 2
     assert "expected a .onnx file name" in capsys.readouterr().err
     assert cli.main(["export", str(tmp_path / "missing.pth"), "-o", str(tmp_path / "m.onnx")]) == 1
     assert not (tmp_path / "m.onnx").exists()

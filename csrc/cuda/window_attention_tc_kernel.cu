@@ -484,6 +484,8 @@ __device__ void walk_windows(const WindowAttentionParams& p, SharedTiles<T>& s, 
   }
 }
 
+// register budget: 192 (bench/static_report.py checks it on sm_90, with no local memory): two 4-warp
+// blocks per SM are bounded by shared memory, not registers.
 template <typename T, int kVectorBytes>
 __global__ void window_attention_tc_forward_kernel(WindowAttentionParams p) {
   extern __shared__ __align__(128) unsigned char shared_raw[];
@@ -526,6 +528,8 @@ __global__ void window_attention_tc_forward_kernel(WindowAttentionParams p) {
   }
 }
 
+// register budget: 255 (bench/static_report.py checks it on sm_90, with no local memory): the 16-byte
+// fp16 variant takes the whole register file; the constraint that matters is no spills.
 template <typename T, int kVectorBytes>
 __global__ void window_attention_tc_backward_kernel(WindowAttentionBackwardParams bp) {
   const WindowAttentionParams& p = bp.inputs;
