@@ -59,6 +59,7 @@ class Kernel:
 
     name: str  # as the README calls it
     direction: str  # forward | backward
+    channels: int
     report_kernel: str  # kernel name in the static report
     report_match: tuple  # substrings of the report's specialization that pick the row
     blocks: int  # blocks (programs) launched
@@ -107,21 +108,21 @@ def kernels(channels: int) -> list[Kernel]:
     tc_shared_forward = window_heads * (2 * 3 * N * padded_dim * ELEMENT + 4 * N * (N + 4) * 4 + 2 * N * N * ELEMENT)
     common = dict(exponentials=exps)
     return [
-        Kernel("triton forward", "forward", "_window_attention_fwd_kernel",
+        Kernel("triton forward", "forward", channels, "_window_attention_fwd_kernel",
                ("qkv_ptr:*bf16", f"HEAD_DIM={head_dim}", "NUM_HEADS=6", "IMAGE_LAYOUT=True", "HAS_SHIFT=True"),
                HEADS * triton_groups_forward, phase_forward, forward_bytes + bias_bytes,
                forward_bytes * amplification + HEADS * triton_groups_forward * bias_bytes / HEADS, forward_flops,
                0, overlapped=False, launches=1, **common),
-        Kernel("triton backward", "backward", "_window_attention_bwd_kernel",
+        Kernel("triton backward", "backward", channels, "_window_attention_bwd_kernel",
                ("qkv_ptr:*bf16", f"HEAD_DIM={head_dim}", "NUM_HEADS=6", "IMAGE_LAYOUT=True", "HAS_SHIFT=True"),
                HEADS * triton_groups_backward, phase_backward, backward_bytes + bias_bytes + partials_triton,
                backward_bytes * amplification + partials_triton, backward_flops, 0, overlapped=False, launches=2,
                **common),
-        Kernel("cuda tensor-core forward", "forward", "window_attention_tc_forward_kernel", ("<__nv_bfloat16",),
+        Kernel("cuda tensor-core forward", "forward", channels, "window_attention_tc_forward_kernel", ("<__nv_bfloat16, 8>",),
                HEADS * math.ceil(windows / 8), phase_forward, forward_bytes + bias_bytes,
                forward_bytes * amplification + HEADS * math.ceil(windows / 8) * N * N * 4, forward_flops,
                tc_shared_forward, overlapped=True, launches=1, **common),
-        Kernel("cuda tensor-core backward", "backward", "window_attention_tc_backward_kernel", ("<__nv_bfloat16",),
+        Kernel("cuda tensor-core backward", "backward", channels, "window_attention_tc_backward_kernel", ("<__nv_bfloat16, 8>",),
                HEADS * tc_groups_backward, phase_backward, backward_bytes + bias_bytes + partials_tc,
                backward_bytes * amplification + partials_tc, backward_flops, 3 * tc_shared_forward,
                overlapped=True, launches=1, **common),
@@ -158,14 +159,12 @@ def predict(kernel: Kernel, row: dict, gpu: dict) -> dict:
     waves = kernel.blocks / slots
     body *= math.ceil(waves) / waves if waves > 1 else 1.0
     seconds = body + kernel.launches * LAUNCH_SECONDS
-    minimal = (4 if kernel.direction == "forward" else 7) * CHANNELS_OF[kernel] * ELEMENT * TOKENS
+    minimal = (4 if kernel.direction == "forward" else 7) * kernel.channels * ELEMENT * TOKENS
     roofline = minimal / gpu["copy"]
     bound = max(terms, key=terms.get)
     return {"seconds": seconds, "roofline": roofline, "fraction": roofline / seconds, "bound": bound,
             "resident": resident, "overlap": overlap, "waves": waves}  # fmt: skip
 
-
-CHANNELS_OF: dict = {}
 
 
 def commit() -> str:
@@ -192,7 +191,6 @@ def main() -> int:
     missing = []
     for label, channels in (("SwinIR-M (C 180)", 180), ("SwinIR-S (C 60)", 60)):
         for kernel in kernels(channels):
-            CHANNELS_OF[kernel] = channels
             row = report_row(rows, kernel)
             if row is None:
                 missing.append(f"{kernel.name} at C {channels}")

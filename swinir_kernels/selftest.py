@@ -50,7 +50,7 @@ def swinir_m_calls(size: int, dtype: torch.dtype, device: str) -> dict[str, tupl
 
 def _time(function, op, args, with_backward, device) -> float:
     run = lambda: _verification._run(function, op, args, with_backward)  # noqa: E731
-    run()  # warm-up (compiles, autotunes)
+    run()  # warm-up: compiles outside the timing
     return _verification._time_ms(run, device)
 
 
