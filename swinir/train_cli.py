@@ -42,18 +42,10 @@ def _arch_item(text: str) -> tuple[str, object]:
         return key, value
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
 def add_train_command(commands) -> argparse.ArgumentParser:
     """Add ``train`` to the ``swinir`` command's sub-parsers; its handler returns the exit status."""
+    from .cli import _positive_int  # swinir.cli imports this module: a local import avoids the cycle
+
     parser = commands.add_parser("train", help="fine-tune or train a SwinIR (one process or torchrun)",
                                  description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     model = parser.add_argument_group("model")

@@ -32,18 +32,8 @@ from tests.test_cuda_simt import (  # noqa: F401
     read_output,
     run_harness,
 )
+from tests.test_window_attention import CASE_IDS, CASES
 
-# (batch, window rows, window columns, window_size, shift, C, num_heads), as tests/test_window_attention.py.
-CASES = [
-    (2, 2, 3, 7, 3, 60, 2),
-    (2, 2, 3, 8, 0, 20, 2),
-    (2, 2, 3, 8, 4, 60, 2),
-    (2, 1, 3, 8, 4, 20, 2),
-    (2, 1, 3, 7, 0, 60, 2),
-    (2, 3, 1, 7, 3, 20, 2),
-    (2, 3, 1, 8, 0, 60, 2),
-]
-CASE_IDS = [f"B{b}-grid{r}x{c}-ws{ws}-shift{s}-hd{C // nh}" for b, r, c, ws, s, C, nh in CASES]
 LAYOUTS = ("window", "image")
 NAMES = {torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32", torch.float64: "float64"}
 
