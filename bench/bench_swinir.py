@@ -23,10 +23,9 @@ same comparison on their own sizes.
 """
 
 import argparse
+import functools
 import os
-import statistics
 import sys
-import time
 
 import torch
 
@@ -36,9 +35,11 @@ import swinir  # noqa: E402
 from swinir_kernels import _backend  # noqa: E402
 
 try:
-    from utils import OURS, append_csv, device_name, git_commit, peak_memory_mb, peak_rss_growth_mb
+    from utils import (OURS, append_csv, device_name, git_commit, median_call_ms, model_row, peak_memory_mb,
+                       peak_rss_growth_mb)
 except ImportError:  # run as a module: python -m bench.bench_swinir
-    from bench.utils import OURS, append_csv, device_name, git_commit, peak_memory_mb, peak_rss_growth_mb
+    from bench.utils import (OURS, append_csv, device_name, git_commit, median_call_ms, model_row, peak_memory_mb,
+                             peak_rss_growth_mb)
 
 CASES = (("classical_sr_x4", 256, 32), ("lightweight_sr_x4", 256, 32), ("color_dn_25", 512, 64))  # preset, size, quick size
 PROVIDERS = (*OURS, "reference", "reference-compiled")
@@ -65,23 +66,6 @@ def build(preset: str, provider: str, weights, device: str, dtype: torch.dtype):
     model = swinir.build(preset, backend=backend).eval().to(device, dtype)
     model.load_state_dict(weights)
     return torch.compile(model) if provider == "reference-compiled" else model
-
-
-def median_forward_ms(model, x, repeats: int, warmup: int) -> float:
-    def synchronize():
-        if x.device.type == "cuda":
-            torch.cuda.synchronize(x.device)
-
-    for _ in range(warmup):  # compiles, first-use checks, allocator warm-up: outside the timed runs
-        model(x)
-    times = []
-    for _ in range(repeats):
-        synchronize()
-        start = time.perf_counter()
-        model(x)
-        synchronize()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
 
 
 def main(argv=None):
@@ -117,21 +101,16 @@ def main(argv=None):
         results = {}
         with torch.no_grad():
             for provider in providers:
-                model = build(preset, provider, weights, args.device, dtype)
-                ms = median_forward_ms(model, x, repeats, warmup=1 if cpu else 3)
-                peak = peak_rss_growth_mb(lambda: model(x)) if cpu else peak_memory_mb(lambda: model(x), args.device)
+                forward = functools.partial(build(preset, provider, weights, args.device, dtype), x)
+                ms = median_call_ms(forward, args.device, repeats, warmup=1 if cpu else 3)
+                peak = peak_rss_growth_mb(forward) if cpu else peak_memory_mb(forward, args.device)
                 results[provider] = (ms, peak)
-                del model
+                del forward
         reference_ms = results.get("reference", (None,))[0]
         for provider, (ms, peak) in results.items():
-            speedup = "" if reference_ms is None else f"{reference_ms / ms:.2f}"
-            rows.append({
-                "op": f"swinir_{preset}", "provider": provider, "mode": "forward", "dtype": args.dtype,
-                "shape": "x".join(map(str, x.shape)), "median_ms": f"{ms:.4f}", "gb_s": "",
-                "speedup_vs_reference": speedup, "peak_mb": "" if peak is None else f"{peak:.1f}",
-                "device": device_label, "torch": torch.__version__, "commit": commit,
-                "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            })
+            rows.append(model_row(f"swinir_{preset}", provider, "forward", args.dtype, "x".join(map(str, x.shape)), ms,
+                                  reference_ms, peak, device_label, commit))
+            speedup = rows[-1]["speedup_vs_reference"]
             print(f"{preset:20s} {provider:18s} {side}x{side} {args.dtype}: {ms:9.2f} ms  "
                   f"x{speedup or '-'} vs reference  peak {rows[-1]['peak_mb'] or '-'} MB", flush=True)
     if not args.no_save and rows:

@@ -29,9 +29,10 @@ import swinir  # noqa: E402
 from swinir.losses import l1_loss  # noqa: E402
 
 try:
-    from utils import append_csv, median_ms, peak_memory_mb, peak_rss_growth_mb, row
+    from utils import append_csv, device_name, git_commit, median_call_ms, model_row, peak_memory_mb, peak_rss_growth_mb
 except ImportError:  # run as a module: python -m bench.bench_training
-    from bench.utils import append_csv, median_ms, peak_memory_mb, peak_rss_growth_mb, row
+    from bench.utils import (append_csv, device_name, git_commit, median_call_ms, model_row, peak_memory_mb,
+                             peak_rss_growth_mb)
 
 CASES = ("classical_sr_x2", "lightweight_sr_x2")
 
@@ -75,6 +76,7 @@ def main(argv=None):
     batch, size = args.batch or (2 if cpu else 32), args.size or (32 if cpu else 64)
     repeats = args.repeats or (3 if cpu else 10)
     dtype = getattr(torch, args.dtype)
+    commit, device_label = git_commit(), device_name(args.device)
     rows = []
     for preset in args.cases:
         scale = swinir.PRESETS[preset].scale
@@ -87,7 +89,7 @@ def main(argv=None):
             weights = weights or {k: v.clone() for k, v in model.state_dict().items()}
             model.load_state_dict(weights)
             step = make_step(model, x, y, dtype)
-            ms = median_ms({"step": step}, args.device, warmup=1 if cpu else 3, repeats=repeats)["step"]
+            ms = median_call_ms(step, args.device, repeats, warmup=1 if cpu else 3)
             peak = peak_rss_growth_mb(step) if cpu else peak_memory_mb(step, args.device)
             results[provider] = (ms, peak)
             del model, step
@@ -96,14 +98,14 @@ def main(argv=None):
         reference_ms, reference_peak = results["reference"]
         for provider, (ms, peak) in results.items():
             shape = f"{batch}x3x{size}x{size}"
-            rows.append(row(f"train_step_{preset}", provider, "fwd+bwd+adam", args.dtype, shape, ms, None, reference_ms,
-                            peak, args.device))
+            rows.append(model_row(f"train_step_{preset}", provider, "fwd+bwd+adam", args.dtype, shape, ms, reference_ms,
+                                  peak, device_label, commit))
             memory = f"peak {peak:.0f} MB" + (f" ({peak / reference_peak:.2f} of reference)" if peak and reference_peak else "") \
                 if peak is not None else "peak -"
             print(f"{preset:18s} {provider:16s} {shape} {args.dtype}: {ms:9.1f} ms/step  "
                   f"x{reference_ms / ms:.2f} vs reference  {memory}", flush=True)
     if not args.no_save and rows:
-        print(f"appended {len(rows)} rows to {append_csv(rows, args.device)}")
+        print(f"appended {len(rows)} rows to {append_csv(rows, device_label)}")
     return rows
 
 

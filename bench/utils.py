@@ -1,7 +1,8 @@
 """What the benchmarks in bench/ need beyond pytest-benchmark (which times, repeats, computes the
 statistics, saves runs and compares them): the device's name, CPU thread pinning, a clock that
-waits for the GPU, the byte/FLOP roofline of known GPUs, peak memory of one call, the commit, and the
-project's CSV rows.
+waits for the GPU, the byte/FLOP roofline of known GPUs, peak memory of one call, the commit, the
+project's CSV rows, and the median of a few calls for the whole-model scripts (bench_swinir.py,
+bench_training.py), which stay scripts: each of their rows builds (or compiles) a whole model.
 
 Rows go to <results>/<device>.csv (appended, header written once) with the project's columns
 (COLUMNS); <device> is device_name(): the GPU's name, or ``cpu-<threads>core-<cpu model>`` on a CPU.
@@ -16,6 +17,7 @@ import csv
 import ctypes
 import os
 import re
+import statistics
 import subprocess
 import time
 from collections.abc import Callable
@@ -229,6 +231,31 @@ def append_csv(rows: list[dict], device_label: str) -> str:
             writer.writeheader()
         writer.writerows(rows)
     return path
+
+
+def median_call_ms(fn: Callable[[], object], device: str, repeats: int, warmup: int) -> float:
+    """Median wall time of `repeats` calls of fn, in ms, after `warmup` untimed calls (compiles and
+    first-use checks happen there); the GPU is synchronised around each call."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = cuda_synchronized_clock() if device.startswith("cuda") else time.perf_counter()
+        fn()
+        end = cuda_synchronized_clock() if device.startswith("cuda") else time.perf_counter()
+        times.append((end - start) * 1e3)
+    return statistics.median(times)
+
+
+def model_row(op: str, provider: str, mode: str, dtype: str, shape: str, ms: float, reference_ms: float | None,
+              peak_mb: float | None, device_label: str, commit: str) -> dict:
+    """One CSV row (COLUMNS) of a whole-model script."""
+    return {
+        "op": op, "provider": provider, "mode": mode, "dtype": dtype, "shape": shape, "median_ms": f"{ms:.4f}",
+        "gb_s": "", "speedup_vs_reference": "" if reference_ms is None else f"{reference_ms / ms:.2f}",
+        "peak_mb": "" if peak_mb is None else f"{peak_mb:.1f}", "device": device_label, "torch": torch.__version__,
+        "commit": commit, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }  # fmt: skip
 
 
 def skip_unless_ours_can_run(backend: str, op: str, device: str, dtype: torch.dtype, smoke: bool) -> None:

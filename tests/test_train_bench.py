@@ -2,12 +2,12 @@
 
 import csv
 
-from test_bench_scripts import run_script
+from test_bench_scripts import run
 
 
 def test_bench_training_writes_rows_for_both_paths(tmp_path):
-    out = run_script("bench_training.py", "--cases", "lightweight_sr_x2", "--batch", "1", "--size", "8",
-                     "--repeats", "1", "--threads", "1", env_extra={"SWINIR_BENCH_RESULTS_DIR": str(tmp_path)})
+    out = run("bench/bench_training.py", "--cases", "lightweight_sr_x2", "--batch", "1", "--size", "8",
+                     "--repeats", "1", "--threads", "1", env_extra={"SWINIR_BENCH_RESULTS_DIR": str(tmp_path)}).stdout
     assert "ms/step" in out
     rows = [row for path in tmp_path.glob("*.csv") for row in csv.DictReader(open(path))]
     assert {row["provider"] for row in rows} == {"swinir[auto]", "reference"}
