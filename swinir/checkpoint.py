@@ -16,7 +16,8 @@ Rules (the official ``models/network_swinir.py`` state-dict layout; the same rul
   keeps its buffers (``relative_position_index``) but has no mask in block 1 was trained at
   img_size <= window_size, where every block is unshifted (img_size = window_size here). A file with no
   buffers at all cannot tell; the released img_size 64 (or the window multiple below it) is assumed.
-* img_range is not stored in the weights. Known files (the presets, or a file with an official name)
+* img_range is not stored in the weights (``swinir train`` checkpoints record it in their "config",
+  which is used). Known files (the presets, or a file with an official name)
   give it; otherwise 255 is assumed for window 7 (the released JPEG models) and 1 for the rest, and a
   :class:`AssumptionWarning` says so and how to override it (``img_range=`` / ``--img-range``).
 """
@@ -246,11 +247,21 @@ def _check_preset(model: SwinIR, preset, origin: str) -> None:
                 f"{preset.kwargs[field]!r}); if it is a cached download, delete it and its .sha256 to download it again")
 
 
+def _stored_img_range(obj) -> float | None:
+    """The img_range a checkpoint records (``swinir train`` writes it in its "config"), else None."""
+    config = obj.get("config") if isinstance(obj, Mapping) else None
+    value = config.get("img_range") if isinstance(config, Mapping) else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def _build(obj, overrides: dict, preset, origin: str) -> SwinIR:
     state = unwrap_state_dict(obj)
     config = infer_config(state)
+    stored_img_range = _stored_img_range(obj)
     if preset is not None:
         config["img_range"] = preset.kwargs["img_range"]
+    elif stored_img_range is not None:
+        config["img_range"] = stored_img_range
     elif "img_range" not in overrides:
         warnings.warn(
             f"{origin}: the file does not store img_range; assumed {config['img_range']:g} "

@@ -239,3 +239,15 @@ def test_a_file_with_an_official_name_gets_the_presets_img_range(tmp_path):
     torch.save({"params": OfficialSwinIR(**small_preset_config("classical_sr_x3")).state_dict()}, path)
     with pytest.raises(CheckpointError, match="holds a different model than classical_sr_x2 \\(upscale 3, expected 2\\)"):
         swinir.load(path)
+
+
+def test_a_training_checkpoints_recorded_img_range_is_used(tmp_path):
+    """`swinir train` writes {"params", "params_ema", "config"}; the config's img_range is the model's
+    (a window-8 model trained at 255 would otherwise be assumed 1)."""
+    state = _official_state()
+    path = tmp_path / "step_00000010.pth"
+    torch.save({"params_ema": state, "config": {"img_range": 255.0}}, path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AssumptionWarning)
+        assert swinir.load(path).img_range == 255.0
+        assert swinir.load(path, img_range=1.0).img_range == 1.0  # an explicit override still wins
