@@ -199,7 +199,9 @@ def _head_tile_offsets(window, head, tokens, dims, row_stride, N: tl.constexpr, 
 
 # register budget: 176; qkv_ptr:*fp64 255 (bench/static_report.py checks it on sm_90, with no local memory):
 # two 8-warp programs per SM in 16-bit and TF32; fp64 (a checking path) may take the whole register file.
-@triton.jit
+# Window counts are not specialized (Triton would compile another binary for a count of 1 or a multiple
+# of 16), so a call and its small first-use check input (swinir_kernels/_verification.py) share one binary.
+@triton.jit(do_not_specialize=["num_windows", "windows_per_program"])
 def _window_attention_fwd_kernel(
     qkv_ptr, bias_ptr, mask_ptr, out_ptr,
     num_windows, windows_per_program, H, W, shift, num_mask_windows, scale_hi, scale_lo,
@@ -237,7 +239,9 @@ def _window_attention_fwd_kernel(
 
 # register budget: 255 (bench/static_report.py checks it on sm_90, with no local memory but for fp64): one
 # 8-warp program per SM holding P, dP and dS tiles; the constraint that matters is no spills.
-@triton.jit
+# Window counts are not specialized (Triton would compile another binary for a count of 1 or a multiple
+# of 16), so a call and its small first-use check input (swinir_kernels/_verification.py) share one binary.
+@triton.jit(do_not_specialize=["num_windows", "windows_per_program"])
 def _window_attention_bwd_kernel(
     grad_out_ptr, qkv_ptr, bias_ptr, mask_ptr, grad_qkv_ptr, grad_bias_partial_ptr,
     num_windows, windows_per_program, H, W, shift, num_mask_windows, scale_hi, scale_lo,
