@@ -24,6 +24,8 @@ from typing import NamedTuple
 
 import torch
 
+from . import _specialization
+
 BACKENDS = ("auto", "cuda", "triton", "cpu", "reference")
 
 OPS = ("window_partition", "window_reverse", "pixel_shuffle", "window_attention", "shifted_window_attention")
@@ -152,18 +154,6 @@ def _cannot_run(
     return None
 
 
-def _attention_sizes(op: str, args: tuple | None) -> dict:
-    """{"tokens", "head_dim"} of an attention call (the sizes the CUDA kernel is limited in), else {}."""
-    if args is None or op not in ("window_attention", "shifted_window_attention"):
-        return {}
-    qkv = args[0]
-    if op == "window_attention":
-        num_heads, tokens = args[3], int(qkv.shape[1])
-    else:
-        num_heads, tokens = args[2], args[3] * args[3]
-    return {"tokens": tokens, "head_dim": int(qkv.shape[-1]) // 3 // num_heads}
-
-
 def _checked_device(tensor) -> bool:
     """Whether auto chooses among checked kernels for this tensor's device (a GPU, or the stand-in)."""
     return tensor.device.type == "cuda" or (STAND_IN and tensor.device.type == "cpu")
@@ -179,7 +169,7 @@ def choose(op: str, tensor: torch.Tensor, args: tuple | None = None) -> Choice:
     positional arguments, which auto needs on a GPU) under the current setting."""
     requested = current()
     if requested != "auto":
-        why_not = _cannot_run(requested, op, tensor, **_attention_sizes(op, args))
+        why_not = _cannot_run(requested, op, tensor, **_specialization.attention_sizes(op, args))
         if why_not is not None:
             raise RuntimeError(f"backend {requested!r} cannot run {op}: {why_not}")
         return Choice(requested, f"backend {requested!r} was requested")
@@ -195,13 +185,13 @@ def choose(op: str, tensor: torch.Tensor, args: tuple | None = None) -> Choice:
 
 def _choose_checked(op: str, tensor: torch.Tensor, args: tuple | None) -> Choice:
     """auto on a GPU: the fastest kernel that passed its check on this device for this specialization."""
-    from . import _specialization, _verification
+    from . import _verification
 
     if args is None:
         return Choice("unknown", "auto: chosen per kernel specialization on this device; pass the call's arguments "
                       f"to explain_backend (e.g. explain_backend({op!r}, *args, **kwargs)) to see which")
     candidates = GPU_BACKENDS if tensor.device.type == "cuda" else STAND_IN_BACKENDS
-    sizes = _attention_sizes(op, args)
+    sizes = _specialization.attention_sizes(op, args)
     runnable = tuple((backend, _cannot_run(backend, op, tensor, **sizes)) for backend in candidates)
     directions = ("forward", "backward") if needs_backward(args) else ("forward",)
     device = _verification.device_name(tensor.device)

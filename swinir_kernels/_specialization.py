@@ -57,6 +57,19 @@ def _tile_width(extent: int) -> int:
     return min(1 << max(int(extent) - 1, 0).bit_length(), MAX_TILE_WIDTH)
 
 
+def attention_sizes(op: str, args: tuple | None) -> dict:
+    """{"tokens", "head_dim"} of an attention call (tokens per window, channels per head: what the CUDA
+    kernel is limited in), else {} (another op, or no arguments)."""
+    if args is None or op not in ("window_attention", "shifted_window_attention"):
+        return {}
+    qkv = args[0]
+    if op == "window_attention":
+        num_heads, tokens = args[3], int(qkv.shape[1])
+    else:
+        num_heads, tokens = args[2], args[3] * args[3]
+    return {"tokens": tokens, "head_dim": int(qkv.shape[-1]) // 3 // num_heads}
+
+
 def key(op: str, args: tuple, *, static_only: bool = False) -> tuple:
     """The specialization of `op` called with `args`, as ((name, value), ...) of plain Python values.
     static_only leaves out what depends on the spatial size (pixel_shuffle's NCHW tile width), so that
@@ -77,13 +90,13 @@ def key(op: str, args: tuple, *, static_only: bool = False) -> tuple:
     else:
         qkv, rel_bias = args[0], args[1]
         num_heads = args[3] if op == "window_attention" else args[2]
-        head_dim = int(qkv.shape[-1]) // 3 // num_heads
+        sizes = attention_sizes(op, args)
+        head_dim, tokens = sizes["head_dim"], sizes["tokens"]
         if op == "window_attention":
-            mask = args[2]
-            tokens, window_size, mask_kind = int(qkv.shape[1]), None, _dtype(mask)
+            window_size, mask_kind = None, _dtype(args[2])
         else:
             window_size, shift = args[3], args[4]
-            tokens, mask_kind = window_size * window_size, "shift" if shift else None
+            mask_kind = "shift" if shift else None
         fields += [("bias_dtype", _dtype(rel_bias)), ("num_heads", num_heads), ("head_dim", head_dim),
                    ("tokens", tokens), ("window_size", window_size), ("mask", mask_kind)]
         if qkv.dtype == torch.float32:
