@@ -9,16 +9,27 @@ The model, per kernel and direction (B 1, 256 x 256 tokens, window 8, shift 4, 6
 * HBM bytes: what the kernel must read and write (q, k, v, out forward; q, k, v, dO, dq, dk, dv and
   the bias-gradient partials backward) plus the bias once. Neighbouring heads share 32-byte sectors,
   so a head's 60-byte slices cost HBM bytes once but L2-to-SM bytes per sector touched.
+* L2-to-SM bytes: sectors touched. A program that reads two neighbouring heads' slices of a token in one
+  iteration (the Triton forward) fetches the sector they share once (the second copy hits L1 or its
+  pending miss): its loads cost the sectors of 2-head runs; its stores (L1 is write-through) and every
+  access of a one-head-per-program kernel cost the sectors of each head slice. The bias: once per
+  program (Triton: held in registers) or block (CUDA: staged in shared memory).
 * Achieved bandwidth: the measured copy ceiling (H100 3.0 TB/s, H200 4.3 TB/s; kernel-physics.md),
   scaled by Little's law: an SM needs bandwidth-per-SM x latency (0.8 us) bytes in flight; it has
-  resident blocks (from the static report's occupancy) x the bytes one block loads per window phase.
+  resident blocks (from the static report's occupancy) x the bytes one block has in flight: one
+  window's tiles (of its heads), times the pipeline's stages where the report shows async copies
+  (LDGSTS: Triton's software pipelining issues the next window's copies before this one's compute).
 * Compute: tensor-core FLOPs as executed (head_dim padded to 16/32, tokens to 64) at 60% of the
   measured dense bf16 rate (800/790 TFLOP/s; mma.sync/WMMA-class instructions, not wgmma, reach about
   that share on Hopper); the softmax's exponentials on the SFU (16 per SM per clock); L2-to-SM sectors
-  at 5.5 TB/s; shared-memory traffic at 128 bytes per SM per clock.
-* Overlap: memory and compute overlap when a kernel keeps two blocks per SM or prefetches the next
-  window (the CUDA tensor-core kernels); otherwise (one block per SM, no prefetch) they add up.
+  at 5.5 TB/s; shared-memory traffic at 128 bytes per SM per clock, counted from the CUDA tensor-core
+  kernels' structure (tc_shared_bytes: tiles staged, WMMA fragments loaded by each warp, fp32 strips
+  stored and read back, the bias and bias-gradient tiles; bank conflicts none, as padded).
+* Overlap: memory and compute overlap when a kernel keeps two blocks per SM, pipelines its loop (async
+  copies) or prefetches the next window (the CUDA tensor-core kernels); otherwise they add up.
 * Waves: blocks / (SMs x resident blocks) rounded up, so a partial last wave costs a whole one.
+* Serial tail: what one block reads alone after every other block is done (the CUDA backward's last
+  block of a head adds the head's bias-gradient partials) at one SM's L2 bandwidth (64 bytes per clock).
 * Launches: 3 us per kernel launch on the stream.
 
 Predicted time = waves-rounded max (or sum) of those terms + launches. Fraction of roofline =
@@ -46,6 +57,7 @@ MMA_SYNC_SHARE = 0.6  # of the dense tensor rate, for mma.sync/WMMA-class instru
 L2_BANDWIDTH = 5.5e12
 SFU_PER_SM_PER_CLOCK = 16
 SHARED_BYTES_PER_SM_PER_CLOCK = 128
+L2_BYTES_PER_SM_PER_CLOCK = 64
 LAUNCH_SECONDS = 3e-6
 SECTOR = 32
 
@@ -69,8 +81,9 @@ class Kernel:
     tensor_flops: float  # executed, padded
     shared_bytes: float  # shared-memory traffic of the whole call
     exponentials: float
-    overlapped: bool  # prefetches the next window (memory and compute overlap within a block)
+    overlapped: bool  # prefetches the next window by hand (memory and compute overlap within a block)
     launches: int
+    serial_tail_bytes: float = 0.0  # read by one block after all others are done
 
 
 def sectors_per_slice(slice_bytes: int, stride_bytes: int, slices: int) -> float:
@@ -82,14 +95,40 @@ def sectors_per_slice(slice_bytes: int, stride_bytes: int, slices: int) -> float
     return total / slices
 
 
+def tc_shared_bytes(direction: str, padded_dim: int) -> int:
+    """Shared-memory bytes one (window, head) of the CUDA tensor-core kernel moves (window_attention_tc_kernel.cu):
+    4 warps each own a 16-row strip of the 64 padded tokens; a product (multiply_into_strip) loads each of
+    its warp's A fragments once per depth step and every B fragment (16 x 16 operands), then stores its
+    fp32 accumulators to the warp's strip, which the softmax or the global store reads back."""
+    warps, tile, tokens, fp32 = 4, 16, N, 4
+
+    def product(depth: int, columns: int) -> int:
+        a = depth // tile * tile * tile * ELEMENT
+        b = depth // tile * columns // tile * tile * tile * ELEMENT
+        return warps * (a + b + tile * columns * fp32)
+
+    strip = tokens * tokens * fp32  # a (64, 64) fp32 strip set, all warps
+    square = tokens * tokens * ELEMENT  # the (64, 64) P or dS tile
+    head_rows = tokens * padded_dim * fp32  # an output strip read back by the global store
+    if direction == "forward":
+        tiles = 3 * tokens * padded_dim * ELEMENT
+        softmax = strip + tokens * tokens * fp32 + square  # S, the fp32 bias, P written
+        return tiles + product(padded_dim, tokens) + softmax + product(tokens, padded_dim) + head_rows
+    tiles = 4 * tokens * padded_dim * ELEMENT
+    softmax = 2 * strip + tokens * tokens * fp32 + 2 * square + 2 * tokens * tokens * fp32  # + dBias read/write
+    return tiles + 2 * product(padded_dim, tokens) + softmax + 3 * (product(tokens, padded_dim) + head_rows)
+
+
 def kernels(channels: int) -> list[Kernel]:
     head_dim = channels // HEADS
     padded_dim = 16 * math.ceil(head_dim / 16) if head_dim > 16 else 16
     windows = TOKENS // N
     window_heads = windows * HEADS
     slice_bytes = head_dim * ELEMENT
-    # q, k, v (and dO): per token and head, sectors touched / bytes used.
+    # Sectors touched per byte used: a head's slice of a token, or a pair of neighbouring heads' slices
+    # (the Triton forward's loads), at the offsets of the heads (or pairs) in a row.
     amplification = sectors_per_slice(slice_bytes, slice_bytes, HEADS) * SECTOR / slice_bytes
+    pair_amplification = sectors_per_slice(2 * slice_bytes, 2 * slice_bytes, HEADS // 2) * SECTOR / (2 * slice_bytes)
     forward_bytes = 4 * channels * ELEMENT * TOKENS
     backward_bytes = 7 * channels * ELEMENT * TOKENS
     bias_bytes = HEADS * N * N * ELEMENT
@@ -98,34 +137,36 @@ def kernels(channels: int) -> list[Kernel]:
     exps = window_heads * N * N
     phase_forward = 3 * N * slice_bytes
     phase_backward = 4 * N * slice_bytes
-    triton_groups_forward = math.ceil(windows / 4)
-    triton_groups_backward = min(64, windows)
+    triton_programs_forward = HEADS // 2 * math.ceil(windows / (4 if head_dim > 16 else 8))
+    triton_groups_backward = math.ceil(windows / math.ceil(windows / min(40, windows)))
     partials_triton = 2 * HEADS * triton_groups_backward * N * N * 4  # fp32, written and read back
-    tc_groups_backward = min(64, math.ceil(windows / 8))
+    # The kernel's rule (window_attention_tc_kernel.cu): at most 40 groups of at least 8 windows per head.
+    tc_windows_per_group = math.ceil(windows / min(40, math.ceil(windows / 8)))
+    tc_groups_backward = math.ceil(windows / tc_windows_per_group)
     partials_tc = 2 * HEADS * tc_groups_backward * N * N * 4
-    # Tensor-core CUDA kernels stage tiles in shared memory: q, k, v written once and read by WMMA, the
-    # fp32 score strip written and read by the softmax, P written and read (forward); backward about 3x.
-    tc_shared_forward = window_heads * (2 * 3 * N * padded_dim * ELEMENT + 4 * N * (N + 4) * 4 + 2 * N * N * ELEMENT)
+    tc_blocks_forward = HEADS * math.ceil(windows / 16)
     common = dict(exponentials=exps)
     return [
         Kernel("triton forward", "forward", channels, "_window_attention_fwd_kernel",
                ("qkv_ptr:*bf16", f"HEAD_DIM={head_dim}", "NUM_HEADS=6", "IMAGE_LAYOUT=True", "HAS_SHIFT=True"),
-               HEADS * triton_groups_forward, phase_forward, forward_bytes + bias_bytes,
-               forward_bytes * amplification + HEADS * triton_groups_forward * bias_bytes / HEADS, forward_flops,
-               0, overlapped=False, launches=1, **common),
+               triton_programs_forward, 2 * phase_forward, forward_bytes + bias_bytes,
+               forward_bytes * (3 / 4 * pair_amplification + 1 / 4 * amplification)
+               + triton_programs_forward * 2 * N * N * ELEMENT, forward_flops, 0, overlapped=False, launches=1,
+               **common),
         Kernel("triton backward", "backward", channels, "_window_attention_bwd_kernel",
                ("qkv_ptr:*bf16", f"HEAD_DIM={head_dim}", "NUM_HEADS=6", "IMAGE_LAYOUT=True", "HAS_SHIFT=True"),
                HEADS * triton_groups_backward, phase_backward, backward_bytes + bias_bytes + partials_triton,
-               backward_bytes * amplification + partials_triton, backward_flops, 0, overlapped=False, launches=2,
-               **common),
+               backward_bytes * amplification + partials_triton + HEADS * triton_groups_backward * N * N * ELEMENT,
+               backward_flops, 0, overlapped=False, launches=2, **common),
         Kernel("cuda tensor-core forward", "forward", channels, "window_attention_tc_forward_kernel", ("<__nv_bfloat16, 8>",),
-               HEADS * math.ceil(windows / 8), phase_forward, forward_bytes + bias_bytes,
-               forward_bytes * amplification + HEADS * math.ceil(windows / 8) * N * N * 4, forward_flops,
-               tc_shared_forward, overlapped=True, launches=1, **common),
+               tc_blocks_forward, phase_forward, forward_bytes + bias_bytes,
+               forward_bytes * amplification + tc_blocks_forward * N * N * 4, forward_flops,
+               window_heads * tc_shared_bytes("forward", padded_dim), overlapped=True, launches=1, **common),
         Kernel("cuda tensor-core backward", "backward", channels, "window_attention_tc_backward_kernel", ("<__nv_bfloat16, 8>",),
                HEADS * tc_groups_backward, phase_backward, backward_bytes + bias_bytes + partials_tc,
-               backward_bytes * amplification + partials_tc, backward_flops, 3 * tc_shared_forward,
-               overlapped=True, launches=1, **common),
+               backward_bytes * amplification + partials_tc, backward_flops,
+               window_heads * tc_shared_bytes("backward", padded_dim),
+               overlapped=True, launches=1, serial_tail_bytes=tc_groups_backward * N * N * 4, **common),
     ]  # fmt: skip
 
 
@@ -141,8 +182,10 @@ def report_row(rows: list[dict], kernel: Kernel) -> dict | None:
 
 def predict(kernel: Kernel, row: dict, gpu: dict) -> dict:
     resident = int(re.match(r"\d+/64 \((\d+) blocks", row["occupancy"]).group(1))
+    pipelined = row["async_copies"] != "-"
+    stages = int(re.search(r"num_stages=(\d+)", row["specialization"]).group(1)) if pipelined else 1
     per_sm_needed = gpu["copy"] / gpu["sms"] * LATENCY
-    in_flight = resident * kernel.phase_bytes
+    in_flight = resident * kernel.phase_bytes * stages
     bandwidth = gpu["copy"] * min(1.0, in_flight / per_sm_needed)
     terms = {
         "HBM": kernel.hbm_bytes / bandwidth,
@@ -153,12 +196,13 @@ def predict(kernel: Kernel, row: dict, gpu: dict) -> dict:
     }
     memory = max(terms["HBM"], terms["L2"])
     compute = max(terms["tensor"], terms["SFU"], terms["shared"])
-    overlap = kernel.overlapped or resident >= 2
+    overlap = kernel.overlapped or pipelined or resident >= 2
     body = max(memory, compute) if overlap else memory + compute
     slots = gpu["sms"] * resident
     waves = kernel.blocks / slots
     body *= math.ceil(waves) / waves if waves > 1 else 1.0
-    seconds = body + kernel.launches * LAUNCH_SECONDS
+    tail = kernel.serial_tail_bytes / (L2_BYTES_PER_SM_PER_CLOCK * gpu["clock"])
+    seconds = body + tail + kernel.launches * LAUNCH_SECONDS
     minimal = (4 if kernel.direction == "forward" else 7) * kernel.channels * ELEMENT * TOKENS
     roofline = minimal / gpu["copy"]
     bound = max(terms, key=terms.get)
@@ -201,8 +245,8 @@ def main() -> int:
             lines.append(
                 f"| {label} | {kernel.name} | {row['occupancy']} | {h100['bound']}"
                 f"{'' if h100['overlap'] else ' + compute (serial)'} | {h100['roofline'] * 1e6:.1f} | "
-                f"{h100['seconds'] * 1e6:.1f} | {h100['fraction']:.0%} | {h200['roofline'] * 1e6:.1f} | "
-                f"{h200['seconds'] * 1e6:.1f} | {h200['fraction']:.0%} | {verdict} {target:.0%} |"
+                f"{h100['seconds'] * 1e6:.1f} | {h100['fraction']:.1%} | {h200['roofline'] * 1e6:.1f} | "
+                f"{h200['seconds'] * 1e6:.1f} | {h200['fraction']:.1%} | {verdict} {target:.0%} |"
             )
     if missing:
         lines += ["", "Not in the static report (no row to predict from): " + ", ".join(missing) + "."]

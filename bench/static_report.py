@@ -73,6 +73,7 @@ class KernelReport:
     occupancy: str  # resident warps / 64 from registers, threads and shared memory; "-" when unknown
     tensor_core_instructions: int
     global_loads: str  # "width:count" of LDG/LD.E by bits
+    async_copies: str  # "width:count" of LDGSTS (cp.async global -> shared: a software-pipelined load)
     global_stores: str
     compile_seconds: float
 
@@ -392,7 +393,8 @@ def compile_triton_launch(job: tuple) -> list[KernelReport]:
             stack_bytes=stack, static_shared_bytes=usage.get("SHARED", 0),
             launch_shared_bytes=shared, threads=threads, occupancy=occupancy(sm, usage["REG"], threads, shared),
             tensor_core_instructions=tensor_core_count(opcodes), global_loads=memory_widths(opcodes, ("LDG", "LD")),
-            global_stores=memory_widths(opcodes, ("STG", "ST")), compile_seconds=round(seconds, 2),
+            async_copies=memory_widths(opcodes, ("LDGSTS",)), global_stores=memory_widths(opcodes, ("STG", "ST")),
+            compile_seconds=round(seconds, 2),
         )
     ]  # fmt: skip
 
@@ -445,7 +447,8 @@ def compile_cuda_file(job: tuple) -> list[KernelReport]:
                 stack_bytes=max(stack, usage[mangled].get("STACK", 0)),
                 static_shared_bytes=usage[mangled].get("SHARED", 0), launch_shared_bytes=-1, threads=-1,
                 occupancy="-", tensor_core_instructions=tensor_core_count(opcodes),
-                global_loads=memory_widths(opcodes, ("LDG", "LD")), global_stores=memory_widths(opcodes, ("STG", "ST")),
+                global_loads=memory_widths(opcodes, ("LDG", "LD")), async_copies=memory_widths(opcodes, ("LDGSTS",)),
+                global_stores=memory_widths(opcodes, ("STG", "ST")),
                 compile_seconds=round(seconds, 2),
             )
         )  # fmt: skip
@@ -598,7 +601,9 @@ def write(reports: list[KernelReport], folder: str, elapsed: float) -> None:
         "next to the kernel, spill bytes (stores/loads), shared memory (static; Triton: what the kernel asks at",
         "launch), threads per block, theoretical occupancy (resident warps of 64, with the limiting resource),",
         "tensor-core instructions in the SASS, and global loads/stores by width in bits (`128:n` = n 16-byte",
-        "accesses). CUDA kernels take threads and dynamic shared memory per launch (see their launchers).",
+        "accesses); async copies are LDGSTS (cp.async, global to shared memory: the loads of a software-",
+        "pipelined loop, issued an iteration ahead). CUDA kernels take threads and dynamic shared memory per",
+        "launch (see their launchers).",
         "",
         f"{len(triton_launches)} Triton specializations ({triton_seconds:.0f} s of sm_90 compile time on this",
         f"machine, one core), {sum(1 for r in reports if r.backend == 'cuda' and r.sm == 90)} CUDA kernel",
@@ -609,15 +614,15 @@ def write(reports: list[KernelReport], folder: str, elapsed: float) -> None:
         lines += [
             f"## sm_{sm}",
             "",
-            "| backend | kernel | specialization | regs (budget) | spills st/ld | shared | threads | occupancy | TC instr | loads | stores |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "| backend | kernel | specialization | regs (budget) | spills st/ld | shared | threads | occupancy | TC instr | loads | async copies | stores |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in (r for r in reports if r.sm == sm):
             shared = r.launch_shared_bytes if r.launch_shared_bytes >= 0 else r.static_shared_bytes
             lines.append(
                 f"| {r.backend} | {r.kernel} | {r.specialization} | {r.registers} ({r.register_budget or '-'}) | "
                 f"{r.spill_store_bytes}/{r.spill_load_bytes} | {shared} | {r.threads if r.threads > 0 else '-'} | "
-                f"{r.occupancy} | {r.tensor_core_instructions} | {r.global_loads} | {r.global_stores} |"
+                f"{r.occupancy} | {r.tensor_core_instructions} | {r.global_loads} | {r.async_copies} | {r.global_stores} |"
             )
         lines.append("")
     with open(os.path.join(folder, "static-report.md"), "w") as f:

@@ -73,7 +73,8 @@ def test_check_refuses_spills_missing_and_exceeded_budgets():
         values = dict(backend="cuda", kernel="k", specialization="x.cu <float>", sm=90, registers=64,
                       register_budget=64, spill_store_bytes=0, spill_load_bytes=0, stack_bytes=0,
                       static_shared_bytes=0, launch_shared_bytes=0, threads=256, occupancy="-",
-                      tensor_core_instructions=0, global_loads="-", global_stores="-", compile_seconds=0.0)  # fmt: skip
+                      tensor_core_instructions=0, global_loads="-", async_copies="-", global_stores="-",
+                      compile_seconds=0.0)  # fmt: skip
         return static_report.KernelReport(**{**values, **changes})
 
     assert static_report.problems([report()]) == []

@@ -103,15 +103,17 @@ def test_no_kernel_is_autotuned():
 
 @pytest.mark.parametrize("num_windows", [1, 5, 12, 64, 65, 1024, 66560])
 def test_windows_per_program_cover_every_window_and_bound_the_partials(num_windows):
-    """Forward groups of 4 windows; backward groups sized so a head has at most
+    """Forward groups of 4 windows (8 at head_dim <= 16); backward groups sized so a head has at most
     MAX_BIAS_PROGRAMS_PER_HEAD bias-gradient partials, with no empty group."""
     import swinir_kernels.triton  # noqa: F401
 
     module = sys.modules["swinir_kernels.triton.window_attention"]
     for windows_per_program, most_groups in (
-        (module.forward_windows_per_program(num_windows), num_windows),
+        (module.forward_windows_per_program(num_windows, 30), num_windows),
+        (module.forward_windows_per_program(num_windows, 10), num_windows),
         (module.backward_windows_per_program(num_windows), module.MAX_BIAS_PROGRAMS_PER_HEAD),
     ):
         groups = -(-num_windows // windows_per_program)
         assert 1 <= groups <= most_groups and (groups - 1) * windows_per_program < num_windows
-    assert module.forward_windows_per_program(num_windows) == min(num_windows, 4)
+    assert module.forward_windows_per_program(num_windows, 30) == min(num_windows, 4)
+    assert module.forward_windows_per_program(num_windows, 10) == min(num_windows, 8)

@@ -405,6 +405,21 @@ def test_triton_bias_gradient_with_several_windows_per_program(op, monkeypatch):
     assert torch.equal(first[1], second[1]) and torch.equal(first[2], second[2])
 
 
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("num_heads", [1, 3, 6])
+def test_triton_forward_head_groups(op, num_heads):
+    """The forward computes pairs of heads per program when the head count is even (6: three pairs) and
+    single heads otherwise (1, 3): every head of every window, as the reference (head_dim 10, 9 windows:
+    groups of 8 and 1)."""
+    assert triton_kernels().forward_heads_per_program(num_heads, torch.float32) == (2 if num_heads % 2 == 0 else 1)
+    assert triton_kernels().forward_heads_per_program(num_heads, torch.float64) == 1
+    case = (1, 1, 9, 8, 4, 10 * num_heads, num_heads)
+    qkv, rel_bias, mask, grad_out, kwargs = make_inputs(case, torch.float32, device_for("triton"), op)
+    skip_unless_runs("triton", op, qkv)
+    expected = forward_backward("reference", op, qkv, rel_bias, mask, grad_out, kwargs)
+    assert_all_close(forward_backward("triton", op, qkv, rel_bias, mask, grad_out, kwargs), expected, **TOLERANCES[torch.float32])
+
+
 def test_triton_tf32_dots(monkeypatch):
     """fp32 through TF32 dots (on the CPU, the GPU-faithful interpreter rounds their operands to TF32)."""
     monkeypatch.setenv("SWINIR_KERNELS_FP32_PRECISION", "tf32")

@@ -55,12 +55,19 @@ constexpr int kStripStride = kPaddedTokens + 4;  // fp32 strips: rows stay 16-by
 // Softmax: two lanes per row of a warp's strip, lane 2r + h taking the columns j = 2c + h.
 constexpr int kColumnsPerLane = kPaddedTokens / 2;
 constexpr int kBiasStride = kPaddedTokens + 4;  // fp32 [64][68] bias and bias-gradient tiles: 2-way bank conflicts
-constexpr int kForwardWindowsPerItem = 8;
-// Backward groups per head: at most kMaxBackwardGroups (bounds the partials the last block adds up), of
-// at least kMinBackwardWindowsPerGroup windows; a function of the window count only, so the summation
-// order, and the bits of grad_bias, do not depend on the GPU.
-constexpr int kMaxBackwardGroups = 64;
+// 16 windows per forward item: the bias is staged once per 16 windows, and SwinIR-M's 1,024 windows x 6 heads
+// make 384 blocks, one wave of three resident blocks on each of 132 SMs (H100, H200).
+constexpr int kForwardWindowsPerItem = 16;
+// Backward groups per head: at most kMaxBackwardGroups, of at least kMinBackwardWindowsPerGroup windows; a
+// function of the window count only, so the summation order, and the bits of grad_bias, do not depend on the
+// GPU. 40 bounds what the last block of a head adds up alone (40 partials of 16 KB: a tail of about 6 us at
+// one SM's L2 bandwidth) and makes SwinIR-M's backward 240 blocks, one wave of two resident blocks per SM.
+constexpr int kMaxBackwardGroups = 40;
 constexpr int kMinBackwardWindowsPerGroup = 8;
+// The last block's sum: each thread holds its kSumElements elements' sums and loads kSumGroupsAhead groups'
+// values before adding them in group order (the sum is bound by load latency, not by the adds).
+constexpr int kSumElements = kPaddedTokens * kPaddedTokens / kThreads;
+constexpr int kSumGroupsAhead = 2;
 constexpr int kPrefetchChunks = 8;
 constexpr float kShiftMaskValue = -100.0f;  // the official additive mask (not -inf)
 constexpr size_t kSharedAlign = 128;        // wmma needs 32-byte aligned tile pointers
@@ -107,28 +114,38 @@ __host__ __device__ constexpr bool is_row_major() {
 
 // strip[0:16, 0:columns] = A (16 x depth) * B (depth x columns), fp32, row stride kStripStride. A is
 // row-major (a[m * lda + k]) or column-major (a[k * lda + m], i.e. the transpose of a row-major tile);
-// B likewise (b[k * ldb + n] or b[n * ldb + k]). Called by a whole warp.
+// B likewise (b[k * ldb + n] or b[n * ldb + k]). Called by a whole warp. Depth steps outermost, with one
+// accumulator per 16-column tile (columns <= kPaddedTokens): each A fragment is loaded from shared memory
+// once, not once per column tile (a third less shared-memory traffic for S = q k^T at head_dim 30).
 template <typename T, typename LayoutA, typename LayoutB>
 __device__ void multiply_into_strip(float* strip, const T* a, int lda, const T* b, int ldb, int depth, int columns) {
   using M = Mma<T>;
+  constexpr int kMaxColumnTiles = kPaddedTokens / kTile;
   const int a_depth_step = is_row_major<LayoutA>() ? M::kDepth : M::kDepth * lda;
   const int b_depth_step = is_row_major<LayoutB>() ? M::kDepth * ldb : M::kDepth;
   const int b_column_step = is_row_major<LayoutB>() ? kTile : kTile * ldb;
+  const int column_tiles = columns / kTile;
+  typename M::Accumulator accumulators[kMaxColumnTiles];
+#pragma unroll
+  for (int n = 0; n < kMaxColumnTiles; ++n) wmma::fill_fragment(accumulators[n], 0.0f);
 #pragma unroll 1
-  for (int n = 0; n < columns / kTile; ++n) {
-    typename M::Accumulator accumulator;
-    wmma::fill_fragment(accumulator, 0.0f);
-#pragma unroll 2
-    for (int k = 0; k < depth / M::kDepth; ++k) {
-      typename M::template Operand<wmma::matrix_a, LayoutA> a_fragment;
+  for (int k = 0; k < depth / M::kDepth; ++k) {
+    typename M::template Operand<wmma::matrix_a, LayoutA> a_fragment;
+    wmma::load_matrix_sync(a_fragment, a + k * a_depth_step, lda);
+    M::round(a_fragment);
+#pragma unroll
+    for (int n = 0; n < kMaxColumnTiles; ++n) {
+      if (n >= column_tiles) break;
       typename M::template Operand<wmma::matrix_b, LayoutB> b_fragment;
-      wmma::load_matrix_sync(a_fragment, a + k * a_depth_step, lda);
       wmma::load_matrix_sync(b_fragment, b + n * b_column_step + k * b_depth_step, ldb);
-      M::round(a_fragment);
       M::round(b_fragment);
-      wmma::mma_sync(accumulator, a_fragment, b_fragment, accumulator);
+      wmma::mma_sync(accumulators[n], a_fragment, b_fragment, accumulators[n]);
     }
-    wmma::store_matrix_sync(strip + n * kTile, accumulator, kStripStride, wmma::mem_row_major);
+  }
+#pragma unroll
+  for (int n = 0; n < kMaxColumnTiles; ++n) {
+    if (n >= column_tiles) break;
+    wmma::store_matrix_sync(strip + n * kTile, accumulators[n], kStripStride, wmma::mem_row_major);
   }
 }
 
@@ -615,12 +632,31 @@ __global__ void window_attention_tc_backward_kernel(WindowAttentionBackwardParam
     __syncthreads();
     if (last_of_head) {
       __threadfence();
-      const volatile float* head_partials = partials;  // written by other blocks: bypass stale caches
+      // Read at L2 (ld.global.cg): the other blocks' partials are not in this SM's L1.
+      float sums[kSumElements] = {};
+      for (int64_t g0 = 0; g0 < groups; g0 += kSumGroupsAhead) {
+        float loaded[kSumGroupsAhead][kSumElements];
+#pragma unroll
+        for (int u = 0; u < kSumGroupsAhead; ++u) {
+#pragma unroll
+          for (int k = 0; k < kSumElements; ++k) {
+            const int e = threadIdx.x + k * kThreads;
+            loaded[u][k] = g0 + u < groups && e < n * n ? __ldcg(partials + (g0 + u) * n * n + e) : 0.0f;
+          }
+        }
+#pragma unroll
+        for (int u = 0; u < kSumGroupsAhead; ++u) {
+#pragma unroll
+          for (int k = 0; k < kSumElements; ++k) {
+            if (g0 + u < groups) sums[k] += loaded[u][k];
+          }
+        }
+      }
       float* grad_bias = static_cast<float*>(bp.grad_bias) + static_cast<int64_t>(h) * n * n;
-      for (int e = threadIdx.x; e < n * n; e += blockDim.x) {
-        float sum = 0.0f;
-        for (int64_t g = 0; g < groups; ++g) sum += head_partials[g * n * n + e];
-        grad_bias[e] = sum;
+#pragma unroll
+      for (int k = 0; k < kSumElements; ++k) {
+        const int e = threadIdx.x + k * kThreads;
+        if (e < n * n) grad_bias[e] = sums[k];
       }
     }
     __syncthreads();  // last_of_head and the shared sums are reused by the next item

@@ -17,8 +17,12 @@ Two layouts share one kernel (``IMAGE_LAYOUT`` constexpr):
   ((wr*ws + ti + shift) % H, (wc*ws + tj + shift) % W) of image b, and the official -100 shift mask
   is computed from the same coordinates (only when shift > 0).
 
-Kernel shape: one program per (group of windows, head), walking its windows in order with the
-head's (N, N) bias loaded once and held in registers (in rel_bias's dtype); tokens padded to BLOCK_N
+Kernel shape: the forward runs one program per group of windows, walking its (window, head) items
+heads innermost (neighbouring heads' slices share sectors, read again from L1); the backward one
+program per (group of windows, head), walking its windows in order with the head's (N, N) bias
+loaded once and held in registers (in rel_bias's dtype). Both loops are software-pipelined
+(num_stages 2: the next item's tiles are copied to shared memory during this one's compute). Tokens
+are padded to BLOCK_N
 (a power of two >= 16: 64 for ws = 7 and 8) and head_dim to BLOCK_D (30 -> 32, 10 -> 16) in
 registers by masked loads (other=0), so tl.dot sees power-of-two tiles >= 16. Channel strides are 1
 by construction (the launchers make qkv, out and the gradients contiguous), so the compiler sees
@@ -70,8 +74,9 @@ from .launch_configs import launch_config
 INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
 
 # Bias-gradient partials (backward programs) per head: at most this many (see
-# backward_windows_per_program).
-MAX_BIAS_PROGRAMS_PER_HEAD = 64
+# backward_windows_per_program). 40, as the CUDA tensor-core backward's groups: SwinIR-M's backward is then
+# 240 programs, one wave of two resident programs on each of 132 SMs (64 made 384: a second, partial wave).
+MAX_BIAS_PROGRAMS_PER_HEAD = 40
 
 MAX_TOKENS = 64  # tokens per window held in registers (ws <= 8)
 # Kernel constants (Triton kernels read only constexpr globals).
@@ -88,25 +93,35 @@ def _fp32_fma_dot(key: dict) -> bool:
 
 
 def forward_config(key: dict) -> dict:
-    """The forward's launch configuration, a pure function of `key` (the constexprs and qkv's dtype; see
-    swinir_kernels/triton/launch_configs.py). Registers per thread on sm_90 at 64 tokens
-    (bench/static_report.py lists them for every launch; tests/test_static_report.py fails on a spill): 16-bit and
-    TF32 at 4 warps ~240 (the held bias and the window loop: 2 programs, 8 warps per SM), at 8 warps
-    99-173 (8-16 warps per SM), so 8 warps; fp32 IEEE spills at 8 warps, 16 warps 64-84; fp64 at 8
-    warps 246-254, no spill (16 warps spill). num_stages 1: no software pipelining of the window loop
-    (it would hold a second window's tiles); to be revisited with GPU timings (the opt-in tuner)."""
+    """The forward's launch configuration, a pure function of `key` (the constexprs, HEADS_PER_PROGRAM and
+    qkv's dtype; see swinir_kernels/triton/launch_configs.py). Registers per thread on sm_90 at 64 tokens
+    (bench/static_report.py lists them for every launch; tests/test_static_report.py fails on a spill):
+    16-bit and TF32 at 4 warps and 2 stages, head pairs, 150-235 (253 at ws 7), no spill: two or three
+    programs per SM, each with the next window's tiles in flight; fp32 IEEE spills at 4 warps, so 16
+    warps (about 70), unpipelined; fp64 at 8 warps 214-246, no spill (4 warps spill, 2 stages take
+    98-131 KB of shared memory)."""
     if key["BLOCK_N"] < 64:
         return {"num_warps": 4, "num_stages": 1}
-    return {"num_warps": 16 if _fp32_fma_dot(key) else 8, "num_stages": 1}
+    if _fp32_fma_dot(key):
+        return {"num_warps": 16, "num_stages": 1}
+    if key["dtype"] == "float64":
+        return {"num_warps": 8, "num_stages": 1}
+    return {"num_warps": 4, "num_stages": 2}
 
 
 def backward_config(key: dict) -> dict:
-    """The backward keeps S, P, dP, dS and a gradient tile live. At 64 tokens, head_dim 30, sm_90:
-    8 warps for every dtype (bf16 4 warps: 255 registers + a spill stack; 8 warps: 215-250, no spill;
-    fp32 IEEE 8 warps: 254, no spill, while at 16 warps ptxas caps it at 64-128 registers and spills);
-    fp64 still spills at 8 warps (136 bytes of stack; more at 16), a correctness path exempt from the
-    no-spill check."""
-    return {"num_warps": 4 if key["BLOCK_N"] < 64 else 8, "num_stages": 1}
+    """The backward keeps S, P, dP, dS, the held bias and the bias-gradient sum live. At 64 tokens, sm_90:
+    16-bit at 4 warps and 2 stages 206-248 registers, two programs per SM, no spill, but for the image
+    layout at ws 7 (the rolled coordinates of 49 tokens: 255 + a spill stack), which takes 8 warps; fp32
+    (TF32 and IEEE) spills at 4 warps (8 bytes to kilobytes), 8 warps 238-255 without, unpipelined (2
+    stages spill); fp64 spills at every configuration (136 bytes of stack at 8 warps in the image layout,
+    16 in the window layout), a correctness path exempt from the no-spill check."""
+    if key["BLOCK_N"] < 64:
+        return {"num_warps": 4, "num_stages": 1}
+    if key["dtype"] in ("float16", "bfloat16"):
+        image_ws7 = key["IMAGE_LAYOUT"] and key["N"] != key["BLOCK_N"]
+        return {"num_warps": 8 if image_ws7 else 4, "num_stages": 2}
+    return {"num_warps": 8, "num_stages": 1}
 
 
 @triton.jit
@@ -156,11 +171,16 @@ def _shift_regions(window, tokens, WINDOW_SIZE: tl.constexpr, H, W, shift):
 
 @triton.jit
 def _head_bias(bias_ptr, head, tokens, N: tl.constexpr):
-    """rel_bias[head] as a (BLOCK_N, BLOCK_N) tile in rel_bias's own dtype (padded pairs 0), loaded once
-    per program and kept in registers for all of its windows (see the module docstring on precision)."""
+    """rel_bias[head] as a (BLOCK_N, BLOCK_N) tile in rel_bias's own dtype (padded pairs 0; see the module
+    docstring on precision). Evict-last: the forward re-reads it per window, from L1."""
     token_valid = tokens < N
     pair_offsets = tokens[:, None] * N + tokens[None, :]
-    return tl.load(bias_ptr + head * (N * N) + pair_offsets, mask=token_valid[:, None] & token_valid[None, :], other=0.0)
+    return tl.load(
+        bias_ptr + head * (N * N) + pair_offsets,
+        mask=token_valid[:, None] & token_valid[None, :],
+        other=0.0,
+        eviction_policy="evict_last",
+    )
 
 
 @triton.jit
@@ -197,8 +217,30 @@ def _head_tile_offsets(window, head, tokens, dims, row_stride, N: tl.constexpr, 
     return rows[:, None] * row_stride + head * HEAD_DIM + dims[None, :]
 
 
-# register budget: 176; qkv_ptr:*fp64 255 (bench/static_report.py checks it on sm_90, with no local memory):
-# two 8-warp programs per SM in 16-bit and TF32; fp64 (a checking path) may take the whole register file.
+@triton.jit
+def _attend(
+    qkv_ptr, bias, mask_ptr, out_ptr, window, head, tokens, dims, tile_valid, H, W, shift, num_mask_windows,
+    qk_scale_log2, C: tl.constexpr, HEAD_DIM: tl.constexpr, N: tl.constexpr, WINDOW_SIZE: tl.constexpr,
+    IMAGE_LAYOUT: tl.constexpr, HAS_MASK: tl.constexpr, HAS_SHIFT: tl.constexpr, DOT_PRECISION: tl.constexpr,
+):
+    """out = softmax(q k^T * scale + bias + mask) v for one (window, head); bias: the head's tile."""
+    q_offsets = _head_tile_offsets(window, head, tokens, dims, 3 * C, N, WINDOW_SIZE, H, W, shift, HEAD_DIM, IMAGE_LAYOUT)
+    q = tl.load(qkv_ptr + q_offsets, mask=tile_valid, other=0.0)
+    k = tl.load(qkv_ptr + q_offsets + C, mask=tile_valid, other=0.0)
+    v = tl.load(qkv_ptr + q_offsets + 2 * C, mask=tile_valid, other=0.0)
+    p = _probabilities(
+        q, k, bias, mask_ptr, window, tokens, H, W, shift, num_mask_windows, qk_scale_log2,
+        N, WINDOW_SIZE, HAS_MASK, HAS_SHIFT, DOT_PRECISION,
+    )
+    out = tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION)
+    out_offsets = _head_tile_offsets(window, head, tokens, dims, C, N, WINDOW_SIZE, H, W, shift, HEAD_DIM, IMAGE_LAYOUT)
+    tl.store(out_ptr + out_offsets, out.to(out_ptr.dtype.element_ty), mask=tile_valid)
+
+
+# register budget: 224; N=49 255; qkv_ptr:*fp32 240; qkv_ptr:*fp64 255 (bench/static_report.py checks it on
+# sm_90, with no local memory): at least two 4-warp programs per SM in 16-bit and TF32 (two heads' softmax
+# and held bias tiles); ws 7 (the rolled coordinates of 49 tokens) and fp64 (a checking path) may take the
+# whole register file.
 # Window counts are not specialized (Triton would compile another binary for a count of 1 or a multiple
 # of 16), so a call and its small first-use check input (swinir_kernels/_verification.py) share one binary.
 @triton.jit(do_not_specialize=["num_windows", "windows_per_program"])
@@ -207,38 +249,50 @@ def _window_attention_fwd_kernel(
     num_windows, windows_per_program, H, W, shift, num_mask_windows, scale_hi, scale_lo,
     NUM_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, N: tl.constexpr, WINDOW_SIZE: tl.constexpr,
     IMAGE_LAYOUT: tl.constexpr, HAS_MASK: tl.constexpr, HAS_SHIFT: tl.constexpr,
-    BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, DOT_PRECISION: tl.constexpr, HEADS_PER_PROGRAM: tl.constexpr,
 ):
-    """Program (g, h): out[rows(w), h*d:(h+1)*d] = softmax(q k^T * scale + bias[h] + mask) v for the
-    windows w of group g (g*windows_per_program, ... up to num_windows), bias[h] loaded once.
+    """Program (g, j): out[rows(w), h*d:(h+1)*d] = softmax(q k^T * scale + bias[h] + mask) v for the
+    windows w of group g (g*windows_per_program, ... up to num_windows), in order, and the heads h of
+    head group j: heads 2j and 2j+1 when HEADS_PER_PROGRAM is 2 (see forward_heads_per_program), else
+    head j. The heads' bias tiles are loaded once and held in registers.
+
+    Paired heads: the two heads' slices of a token are one contiguous run (120 bytes at head_dim 30),
+    read in the same iteration, so the 32-byte sectors they share are fetched from L2 once; alone, each
+    60-byte slice costs 2.8 sectors on average (1.5x its bytes), a pair 1.24x. The window loop is
+    software-pipelined (num_stages 2): the next window's tiles are copied to shared memory while this
+    one's are computed.
 
     qkv is read as (rows, 3C) with channels [q | k | v], each head-major; out as (rows, C); rows(w)
     from :func:`_token_rows`; scale = scale_hi + scale_lo (see :func:`_scale_in_compute_dtype`)."""
     C: tl.constexpr = NUM_HEADS * HEAD_DIM
+    PAIRED_HEADS: tl.constexpr = HEADS_PER_PROGRAM == 2
     qk_scale_log2 = _scale_in_compute_dtype(scale_hi, scale_lo, qkv_ptr) * _LOG2E
     program = tl.program_id(0).to(tl.int64)
-    first_window = (program // NUM_HEADS) * windows_per_program
-    head = program % NUM_HEADS
+    head_groups: tl.constexpr = NUM_HEADS // HEADS_PER_PROGRAM
+    first_window = (program // head_groups) * windows_per_program
+    first_head = (program % head_groups) * HEADS_PER_PROGRAM
     tokens = tl.arange(0, BLOCK_N)
     dims = tl.arange(0, BLOCK_D)
     tile_valid = (tokens < N)[:, None] & (dims < HEAD_DIM)[None, :]
-    bias = _head_bias(bias_ptr, head, tokens, N)
+    bias_first = _head_bias(bias_ptr, first_head, tokens, N)
+    if PAIRED_HEADS:
+        bias_second = _head_bias(bias_ptr, first_head + 1, tokens, N)
     for window in range(first_window, tl.minimum(first_window + windows_per_program, num_windows)):
-        q_offsets = _head_tile_offsets(window, head, tokens, dims, 3 * C, N, WINDOW_SIZE, H, W, shift, HEAD_DIM, IMAGE_LAYOUT)
-        q = tl.load(qkv_ptr + q_offsets, mask=tile_valid, other=0.0)
-        k = tl.load(qkv_ptr + q_offsets + C, mask=tile_valid, other=0.0)
-        v = tl.load(qkv_ptr + q_offsets + 2 * C, mask=tile_valid, other=0.0)
-        p = _probabilities(
-            q, k, bias, mask_ptr, window, tokens, H, W, shift, num_mask_windows, qk_scale_log2,
-            N, WINDOW_SIZE, HAS_MASK, HAS_SHIFT, DOT_PRECISION,
+        _attend(
+            qkv_ptr, bias_first, mask_ptr, out_ptr, window, first_head, tokens, dims, tile_valid, H, W, shift,
+            num_mask_windows, qk_scale_log2, C, HEAD_DIM, N, WINDOW_SIZE, IMAGE_LAYOUT, HAS_MASK, HAS_SHIFT,
+            DOT_PRECISION,
         )
-        out = tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION)
-        out_offsets = _head_tile_offsets(window, head, tokens, dims, C, N, WINDOW_SIZE, H, W, shift, HEAD_DIM, IMAGE_LAYOUT)
-        tl.store(out_ptr + out_offsets, out.to(out_ptr.dtype.element_ty), mask=tile_valid)
+        if PAIRED_HEADS:
+            _attend(
+                qkv_ptr, bias_second, mask_ptr, out_ptr, window, first_head + 1, tokens, dims, tile_valid, H, W,
+                shift, num_mask_windows, qk_scale_log2, C, HEAD_DIM, N, WINDOW_SIZE, IMAGE_LAYOUT, HAS_MASK,
+                HAS_SHIFT, DOT_PRECISION,
+            )
 
 
-# register budget: 255 (bench/static_report.py checks it on sm_90, with no local memory but for fp64): one
-# 8-warp program per SM holding P, dP and dS tiles; the constraint that matters is no spills.
+# register budget: 255 (bench/static_report.py checks it on sm_90, with no local memory but for fp64): two
+# 4-warp programs per SM holding P, dP, dS and the bias-gradient sum; the constraint that matters is no spills.
 # Window counts are not specialized (Triton would compile another binary for a count of 1 or a multiple
 # of 16), so a call and its small first-use check input (swinir_kernels/_verification.py) share one binary.
 @triton.jit(do_not_specialize=["num_windows", "windows_per_program"])
@@ -365,17 +419,26 @@ class _Problem:
         self.config_key = dict(self.constexprs, dtype=str(qkv.dtype).removeprefix("torch."))
 
 
-def forward_windows_per_program(num_windows: int) -> int:
-    """Windows one forward program walks (the head's bias is loaded once for them): 4, a constant of
-    the shape, so that a 256x256 image (1,024 windows, 6 heads) still gives 1,536 programs to spread
-    over the SMs while the bias's reads drop 4x."""
-    return min(num_windows, 4)
+def forward_windows_per_program(num_windows: int, head_dim: int) -> int:
+    """Windows one forward program walks (its two bias tiles, 2 N^2 elements, are loaded once for them),
+    a function of the shape: 4 at head_dim > 16, where a window's q, k, v and out tiles of two heads are
+    8 N head_dim elements (the bias costs an eighth of the program's traffic at head_dim 30); 8 below,
+    where they are 2.6x smaller. SwinIR-M (1,024 windows, head_dim 30) gets 768 programs, SwinIR-S
+    (head_dim 10) 384: about one wave of their two or three resident 4-warp programs on 132 SMs."""
+    return min(num_windows, 4 if head_dim > 16 else 8)
+
+
+def forward_heads_per_program(num_heads: int, dtype: torch.dtype) -> int:
+    """Heads one forward program computes: pairs of neighbouring heads when the count is even (their
+    slices are read as one run, see _window_attention_fwd_kernel), else one; one for fp64, whose two held
+    fp64 bias tiles would spill (a checking path)."""
+    return 2 if num_heads % 2 == 0 and dtype != torch.float64 else 1
 
 
 def backward_windows_per_program(num_windows: int) -> int:
     """Windows one backward program walks, each program writing one fp32 (N, N) bias-gradient partial
     per head: at most MAX_BIAS_PROGRAMS_PER_HEAD programs per head, so the partials are at most
-    MAX_BIAS_PROGRAMS_PER_HEAD * nH * N * N * 4 bytes (64 programs: 6.3 MB at SwinIR-M) whatever the
+    MAX_BIAS_PROGRAMS_PER_HEAD * nH * N * N * 4 bytes (40 programs: 3.9 MB at SwinIR-M) whatever the
     image size. A function of the shape only: the partials' fixed-order sum, and so the bias
     gradient's bits, do not depend on the device."""
     return triton.cdiv(num_windows, min(num_windows, MAX_BIAS_PROGRAMS_PER_HEAD))
@@ -388,13 +451,17 @@ def _forward(qkv, rel_bias, mask, num_heads, scale, window_size, shift, image_la
     out = qkv.new_empty((*qkv.shape[:-1], qkv.shape[-1] // 3))
     if problem.num_windows == 0:
         return out
-    windows_per_program = forward_windows_per_program(problem.num_windows)
-    grid = (triton.cdiv(problem.num_windows, windows_per_program) * num_heads,)
-    config = launch_config("_window_attention_fwd_kernel", problem.config_key, forward_config)
+    windows_per_program = forward_windows_per_program(problem.num_windows, problem.constexprs["HEAD_DIM"])
+    heads_per_program = forward_heads_per_program(num_heads, qkv.dtype)
+    grid = (triton.cdiv(problem.num_windows, windows_per_program) * (num_heads // heads_per_program),)
+    constexprs = dict(problem.constexprs, HEADS_PER_PROGRAM=heads_per_program)
+    config = launch_config(
+        "_window_attention_fwd_kernel", dict(problem.config_key, HEADS_PER_PROGRAM=heads_per_program), forward_config
+    )
     with _device_guard(qkv):
         _window_attention_fwd_kernel[grid](
             qkv, rel_bias, mask, out, problem.num_windows, windows_per_program,
-            **problem.scalars, **problem.constexprs, **config,
+            **problem.scalars, **constexprs, **config,
         )
     return out
 
