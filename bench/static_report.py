@@ -530,10 +530,6 @@ def source_digest() -> str:
     return digest.hexdigest()[:16]
 
 
-# (backend, kernel, qkv pointer type) allowed to use local memory on sm_90, with the reason: the fp64
-# Triton attention backward is a correctness path whose FMA dots hold 64x32 fp64 tiles (it spills at 8
-# and at 16 warps); fp64 attention on a GPU is for checking, not speed.
-MAY_SPILL = {("triton", "_window_attention_bwd_kernel", "qkv_ptr:*fp64")}
 CHECKED_SM = 90  # the configurations are chosen for sm_90; sm_80 rows are reported, not enforced
 
 
@@ -545,8 +541,7 @@ def problems(reports: list[KernelReport]) -> list[str]:
         if r.sm != CHECKED_SM:
             continue
         where = f"{r.backend} {r.kernel} [{r.specialization}] sm_{r.sm}"
-        exempt = any(b == r.backend and k == r.kernel and p in r.specialization.split() for b, k, p in MAY_SPILL)
-        if (r.spill_store_bytes or r.spill_load_bytes or r.stack_bytes) and not exempt:
+        if r.spill_store_bytes or r.spill_load_bytes or r.stack_bytes:
             found.append(f"{where}: local memory ({r.stack_bytes} B stack, {r.spill_store_bytes} B spill stores, "
                          f"{r.spill_load_bytes} B spill loads)")
         if r.register_budget == 0:

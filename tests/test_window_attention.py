@@ -392,16 +392,18 @@ def triton_kernels():
 
 
 @pytest.mark.parametrize("op", OPS)
-def test_triton_bias_gradient_with_several_windows_per_program(op, monkeypatch):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_triton_bias_gradient_with_several_windows_per_program(op, dtype, monkeypatch):
     """At most 5 programs per head over 12 windows (4 programs of 3 windows each): still the reference's
-    gradient, and bitwise the same on a second run."""
+    gradient, and bitwise the same on a second run (fp64 keeps the running sum in the program's partial,
+    fp32 in registers)."""
     monkeypatch.setattr(triton_kernels(), "MAX_BIAS_PROGRAMS_PER_HEAD", 5)
-    qkv, rel_bias, mask, grad_out, kwargs = make_inputs(CASES[0], torch.float32, device_for("triton"), op)
+    qkv, rel_bias, mask, grad_out, kwargs = make_inputs(CASES[0], dtype, device_for("triton"), op)
     skip_unless_runs("triton", op, qkv)
     expected = forward_backward("reference", op, qkv, rel_bias, mask, grad_out, kwargs)
     first = forward_backward("triton", op, qkv, rel_bias, mask, grad_out, kwargs)
     second = forward_backward("triton", op, qkv, rel_bias, mask, grad_out, kwargs)
-    assert_all_close(first, expected, **TOLERANCES[torch.float32])
+    assert_all_close(first, expected, **TOLERANCES[dtype])
     assert torch.equal(first[1], second[1]) and torch.equal(first[2], second[2])
 
 

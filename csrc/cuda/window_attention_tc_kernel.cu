@@ -390,7 +390,9 @@ __device__ void store_head_rows(T* dst, int64_t row_elements, int64_t first_chan
     T converted[kElements];
 #pragma unroll
     for (int e = 0; e < kElements; ++e) converted[e] = from_float<T>(factor * values[e]);
-    *reinterpret_cast<Bits*>(dst + pixels[row0 + r] * row_elements + start) = pack_bits<T, kVectorBytes>(converted);
+    // __stcg: one vector store (an assignment through Bits* was split into 32-bit stores by nvcc 13); the
+    // output is not read again by this kernel, so it is cached at L2 only.
+    __stcg(reinterpret_cast<Bits*>(dst + pixels[row0 + r] * row_elements + start), pack_bits<T, kVectorBytes>(converted));
   }
   // Edge elements: d < leading and d >= trailing (all of them where no whole chunk fits).
   const int leading = whole > 0 ? static_cast<int>(first_whole * kElements - first_channel) : head_dim;

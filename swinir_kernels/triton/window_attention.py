@@ -17,12 +17,13 @@ Two layouts share one kernel (``IMAGE_LAYOUT`` constexpr):
   ((wr*ws + ti + shift) % H, (wc*ws + tj + shift) % W) of image b, and the official -100 shift mask
   is computed from the same coordinates (only when shift > 0).
 
-Kernel shape: the forward runs one program per group of windows, walking its (window, head) items
-heads innermost (neighbouring heads' slices share sectors, read again from L1); the backward one
-program per (group of windows, head), walking its windows in order with the head's (N, N) bias
-loaded once and held in registers (in rel_bias's dtype). Both loops are software-pipelined
-(num_stages 2: the next item's tiles are copied to shared memory during this one's compute). Tokens
-are padded to BLOCK_N
+Kernel shape: one program per (group of windows, head group), walking its windows in order with its
+heads' (N, N) bias tiles loaded once and held in registers (in rel_bias's dtype). The forward's head
+group is a pair of neighbouring heads when the head count is even (forward_heads_per_program: the two
+slices of a token are one run of 2 * head_dim channels, so the 32-byte sectors they share are fetched
+once), the backward's one head (its bias-gradient sum is per head). The forward's window loop is
+software-pipelined in 16-bit and TF32, the backward's in 16-bit (num_stages 2: the next window's
+tiles are copied to shared memory, cp.async, during this one's compute). Tokens are padded to BLOCK_N
 (a power of two >= 16: 64 for ws = 7 and 8) and head_dim to BLOCK_D (30 -> 32, 10 -> 16) in
 registers by masked loads (other=0), so tl.dot sees power-of-two tiles >= 16. Channel strides are 1
 by construction (the launchers make qkv, out and the gradients contiguous), so the compiler sees
@@ -114,8 +115,7 @@ def backward_config(key: dict) -> dict:
     16-bit at 4 warps and 2 stages 206-248 registers, two programs per SM, no spill, but for the image
     layout at ws 7 (the rolled coordinates of 49 tokens: 255 + a spill stack), which takes 8 warps; fp32
     (TF32 and IEEE) spills at 4 warps (8 bytes to kilobytes), 8 warps 238-255 without, unpipelined (2
-    stages spill); fp64 spills at every configuration (136 bytes of stack at 8 warps in the image layout,
-    16 in the window layout), a correctness path exempt from the no-spill check."""
+    stages spill); fp64 at 8 warps 252, no spill (with the register savings in the kernel; 4 warps spill)."""
     if key["BLOCK_N"] < 64:
         return {"num_warps": 4, "num_stages": 1}
     if key["dtype"] in ("float16", "bfloat16"):
@@ -291,8 +291,8 @@ def _window_attention_fwd_kernel(
             )
 
 
-# register budget: 255 (bench/static_report.py checks it on sm_90, with no local memory but for fp64): two
-# 4-warp programs per SM holding P, dP, dS and the bias-gradient sum; the constraint that matters is no spills.
+# register budget: 255 (bench/static_report.py checks it on sm_90, with no local memory): two 4-warp programs
+# per SM in 16-bit holding P, dP, dS and the bias-gradient sum; the constraint that matters is no spills.
 # Window counts are not specialized (Triton would compile another binary for a count of 1 or a multiple
 # of 16), so a call and its small first-use check input (swinir_kernels/_verification.py) share one binary.
 @triton.jit(do_not_specialize=["num_windows", "windows_per_program"])
@@ -306,7 +306,10 @@ def _window_attention_bwd_kernel(
     """Program (g, h) handles head h of the windows of group g (g*windows_per_program, ... up to
     num_windows), in order: writes their dQ, dK, dV into grad_qkv (rows, 3C) and sum_w dS_w into
     grad_bias_partial[g, h] (groups, nH, N, N). Each gradient tile is stored as soon as it is computed,
-    so fewer tiles are live at once (registers)."""
+    so fewer tiles are live at once (registers). fp64 tiles take twice the registers: there (a checking
+    path) the bias tile is re-read per window, q and k are re-read for dQ and dK instead of held across
+    the softmax, and the running dS sum lives in the program's partial instead of registers, so that
+    nothing spills."""
     C: tl.constexpr = NUM_HEADS * HEAD_DIM
     scale = _scale_in_compute_dtype(scale_hi, scale_lo, qkv_ptr)
     qk_scale_log2 = scale * _LOG2E
@@ -318,7 +321,10 @@ def _window_attention_bwd_kernel(
     token_valid = tokens < N
     tile_valid = token_valid[:, None] & (dims < HEAD_DIM)[None, :]
     grad_dtype = grad_qkv_ptr.dtype.element_ty
-    bias = _head_bias(bias_ptr, head, tokens, N)
+    if grad_bias_partial_ptr.dtype.element_ty != tl.float64:
+        bias = _head_bias(bias_ptr, head, tokens, N)
+    pair_valid = token_valid[:, None] & token_valid[None, :]
+    partial_ptrs = grad_bias_partial_ptr + program * (N * N) + tokens[:, None] * N + tokens[None, :]
     grad_bias = tl.zeros((BLOCK_N, BLOCK_N), dtype=grad_bias_partial_ptr.dtype.element_ty)
     for window in range(first_window, tl.minimum(first_window + windows_per_program, num_windows)):
         q_offsets = _head_tile_offsets(window, head, tokens, dims, 3 * C, N, WINDOW_SIZE, H, W, shift, HEAD_DIM, IMAGE_LAYOUT)
@@ -326,6 +332,8 @@ def _window_attention_bwd_kernel(
         q = tl.load(qkv_ptr + q_offsets, mask=tile_valid, other=0.0)
         k = tl.load(qkv_ptr + q_offsets + C, mask=tile_valid, other=0.0)
         grad_out = tl.load(grad_out_ptr + out_offsets, mask=tile_valid, other=0.0)
+        if grad_bias_partial_ptr.dtype.element_ty == tl.float64:
+            bias = _head_bias(bias_ptr, head, tokens, N)
         p = _probabilities(
             q, k, bias, mask_ptr, window, tokens, H, W, shift, num_mask_windows, qk_scale_log2,
             N, WINDOW_SIZE, HAS_MASK, HAS_SHIFT, DOT_PRECISION,
@@ -336,14 +344,24 @@ def _window_attention_bwd_kernel(
         grad_p = tl.dot(grad_out, tl.trans(v), input_precision=DOT_PRECISION)
         # Softmax backward; padded rows have grad_out = 0 and padded columns p = 0, so their dS is 0.
         grad_s = p * (grad_p - tl.sum(p * grad_p, axis=1)[:, None])
-        grad_bias += grad_s.to(grad_bias.dtype)
+        if grad_bias_partial_ptr.dtype.element_ty == tl.float64:
+            # The barrier orders the previous window's stores before these loads, which other threads of the
+            # program may make.
+            tl.debug_barrier()
+            running = tl.load(partial_ptrs, mask=pair_valid, other=0.0)  # the first window reads garbage, dropped
+            tl.store(partial_ptrs, tl.where(window > first_window, running + grad_s, grad_s), mask=pair_valid)
+        else:
+            grad_bias += grad_s.to(grad_bias.dtype)
+        if grad_bias_partial_ptr.dtype.element_ty == tl.float64:
+            k = tl.load(qkv_ptr + q_offsets + C, mask=tile_valid, other=0.0)
         grad_q = tl.dot(grad_s.to(k.dtype), k, input_precision=DOT_PRECISION) * scale
         tl.store(grad_qkv_ptr + q_offsets, grad_q.to(grad_dtype), mask=tile_valid)
+        if grad_bias_partial_ptr.dtype.element_ty == tl.float64:
+            q = tl.load(qkv_ptr + q_offsets, mask=tile_valid, other=0.0)
         grad_k = tl.dot(tl.trans(grad_s.to(q.dtype)), q, input_precision=DOT_PRECISION) * scale
         tl.store(grad_qkv_ptr + q_offsets + C, grad_k.to(grad_dtype), mask=tile_valid)
-    pair_valid = token_valid[:, None] & token_valid[None, :]
-    partial_ptrs = grad_bias_partial_ptr + program * (N * N) + tokens[:, None] * N + tokens[None, :]
-    tl.store(partial_ptrs, grad_bias, mask=pair_valid)
+    if grad_bias_partial_ptr.dtype.element_ty != tl.float64:
+        tl.store(partial_ptrs, grad_bias, mask=pair_valid)
 
 
 def _fp32_dot_precision() -> str:

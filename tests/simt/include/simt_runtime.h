@@ -370,10 +370,14 @@ template <typename T>
 inline T __ldg(const T* p) {
   return *p;
 }
-// ld.global.cg (L2 only, bypassing the SM's L1): one memory here.
+// ld.global.cg / st.global.cg (L2 only, bypassing the SM's L1): one memory here.
 template <typename T>
 inline T __ldcg(const T* p) {
   return *p;
+}
+template <typename T>
+inline void __stcg(T* p, T value) {
+  *p = value;
 }
 using std::max;
 using std::min;
