@@ -7,7 +7,8 @@ harness executable (launching through the same launchers the bindings call, with
 as the bindings fill them) and compares the outputs with swinir_kernels.reference, on the case tables of
 tests/test_window_partition.py, tests/test_pixel_shuffle.py and tests/test_window_attention.py.
 
-Every run picks a thread order (forward, reversed, or shuffled with a seed); a failure names it, and
+Every run picks a thread order (forward, reversed, shuffled with a seed, or warp-major forward or
+reversed: each warp runs ahead to its next __syncthreads); a failure names it, and
 SIMT_ORDER=<order> SIMT_SEED=<seed> <executable> <command> <case directory> reruns it.
 
 Without g++ the tests are skipped, unless SWINIR_SIMT_REQUIRED=1 (CI) makes that a failure.
@@ -41,7 +42,7 @@ from tests.test_window_partition import DTYPES as PARTITION_DTYPES
 from tests.test_window_partition import SHAPES as PARTITION_SHAPES
 from tests.test_window_partition import distinct, shifts
 
-ORDERS = ("forward", "reversed", "shuffled")
+ORDERS = ("forward", "reversed", "shuffled", "warp-major", "warp-major-reversed")
 SIMT_ERROR_EXIT = 86
 _run_counter = itertools.count()
 

@@ -12,7 +12,8 @@ non-square grids, one window row and one window column, batch 2, several windows
 bias-gradient groups, a window-layout mask repeating over the batch, and qkv pointers / channel counts
 that select each global access width (16 bytes, 8 bytes, one element). Planted bugs in a copy of the
 kernel file (prefetching the wrong window, padded keys in the softmax, an off-by-one in the last-block
-ticket of the bias gradient) must make a case fail.
+ticket of the bias gradient, the backward's block barrier before its column pass removed) must make a
+case fail.
 """
 
 from __future__ import annotations
@@ -38,11 +39,13 @@ LAYOUTS = ("window", "image")
 NAMES = {torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32", torch.float64: "float64"}
 
 
-def attention_case(executable, directory, dtype, layout, case, allow_tf32=False, qkv_offset=0, mask="shift"):
+def attention_case(executable, directory, dtype, layout, case, allow_tf32=False, qkv_offset=0, mask="shift",
+                   order=None):
     """Runs the harness's attention command on random inputs; returns (out, grad_qkv, grad_bias), the same
     from the float64 reference on the rounded inputs, the same from the reference in `dtype`, and whether
     the tensor-core kernels ran. mask: "shift" (the official mask in the window layout when shift > 0) or
-    "random" (window layout: a random additive mask for the windows of one image, reused per image)."""
+    "random" (window layout: a random additive mask for the windows of one image, reused per image).
+    order: the harness's thread order (default: the session's rotation)."""
     B, rows, cols, ws, shift, C, num_heads = case
     H, W, N = rows * ws, cols * ws, ws * ws
     generator = torch.Generator().manual_seed(zlib.crc32(repr((layout, case, qkv_offset, mask)).encode()))
@@ -66,8 +69,8 @@ def attention_case(executable, directory, dtype, layout, case, allow_tf32=False,
     inputs = {"qkv": raw_bytes(qkv), "grad_out": raw_bytes(grad_out), "rel_bias": rel_bias.numpy()}
     if mask_values is not None:
         inputs["mask"] = mask_values.numpy()
-    order, seed = next_schedule(seed_base=1000)
-    run_harness(executable, "attention", directory, keys, inputs, order, seed)
+    rotated_order, seed = next_schedule(seed_base=1000)
+    run_harness(executable, "attention", directory, keys, inputs, order or rotated_order, seed)
     compute = torch.float64 if dtype == torch.float64 else torch.float32
     actual = (
         read_output(directory, "out", dtype, grad_out.shape),
@@ -170,9 +173,6 @@ def test_tensor_cores_many_windows_and_groups(harness, tmp_path, dtype):  # noqa
 
 TC_KERNEL = "csrc/cuda/window_attention_tc_kernel.cu"
 # name -> (text of the kernel file, replacement)
-# (A removed __syncthreads is not among them: the harness resumes threads in rounds from one
-# synchronisation point to the next, and all warps of these kernels pass the same sequence of WMMA
-# collectives, so no warp runs ahead far enough to read what another has not yet written.)
 PLANTED_BUGS = {
     # The prefetch reloads the current window instead of the next one.
     "prefetch-of-the-wrong-window": ("if (has_next) loader.issue(s.pixels(tables ^ 1));",
@@ -181,18 +181,23 @@ PLANTED_BUGS = {
     "padded-keys-unmasked": ("if (!row_valid || j >= n) continue;", "if (!row_valid || j >= 64) continue;"),
     # No block sees itself as its head's last: grad_bias is never written.
     "bias-gradient-ticket-off-by-one": ("1u) == groups - 1;", "1u) == groups;"),
+    # The backward's column pass reads rows of P and dS that other warps may not have written yet. Every
+    # warp passes the same sequence of WMMA collectives, so only the warp-major orders, which let a warp
+    # run ahead to its next __syncthreads, can show it (the other orders resume warps in rounds).
+    "backward-barrier-removed": ("__syncthreads();  // every row of P and dS is written", ""),
 }
-
-
 @pytest.mark.parametrize("bug", PLANTED_BUGS)
 def test_planted_bug_is_caught(harness, request, tmp_path, bug):  # noqa: F811
     """The tensor-core kernel with one bug planted (in a copy; the checkout is untouched) must fail a
-    case the real kernel passes (B2-grid2x3-ws7-shift3-hd30, fp16, window layout)."""
+    case the real kernel passes (B2-grid2x3-ws7-shift3-hd30, fp16, window layout) in one of the two
+    warp-major orders (each warp runs ahead to its next __syncthreads, first to last or last to first)."""
     text, replacement = PLANTED_BUGS[bug]
     source = (simt_build.ROOT / TC_KERNEL).read_text()
     assert source.count(text) == 1, f"{TC_KERNEL} changed: update the planted bug {bug!r}"
     executable = simt_build.build(build_cache(request), {TC_KERNEL: source.replace(text, replacement)})
     assert executable != harness
     with pytest.raises(AssertionError):
-        actual, exact, in_dtype, _ = attention_case(executable, tmp_path, torch.float16, "window", CASES[0])
-        check(actual, exact, in_dtype, torch.float16, allow_tf32=True)
+        for order in ("warp-major", "warp-major-reversed"):
+            actual, exact, in_dtype, _ = attention_case(executable, tmp_path / order, torch.float16, "window", CASES[0],
+                                                        order=order)
+            check(actual, exact, in_dtype, torch.float16, allow_tf32=True)

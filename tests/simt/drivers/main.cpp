@@ -1,5 +1,5 @@
 // The SIMT harness executable: `simt_kernels <command> <case directory>`. The schedule comes from the
-// environment: SIMT_ORDER=forward|reversed|shuffled (default forward), SIMT_SEED=<integer> (default 0).
+// environment: SIMT_ORDER=forward|reversed|shuffled|warp-major|warp-major-reversed (default forward), SIMT_SEED=<integer> (default 0).
 // Exit codes: 0 ok, 2 bad case, 3 a launch error, 86 a SIMT error (see tests/simt/README.md).
 #include <cstdio>
 #include <cstdlib>
@@ -29,7 +29,10 @@ int main(int argc, char** argv) {
   simt::Order schedule = simt::Order::kForward;
   if (order != nullptr && std::strcmp(order, "reversed") == 0) schedule = simt::Order::kReversed;
   else if (order != nullptr && std::strcmp(order, "shuffled") == 0) schedule = simt::Order::kShuffled;
-  else if (order != nullptr && std::strcmp(order, "forward") != 0) fail(std::string("SIMT_ORDER: expected forward, reversed or shuffled, got ") + order);
+  else if (order != nullptr && std::strcmp(order, "warp-major") == 0) schedule = simt::Order::kWarpMajor;
+  else if (order != nullptr && std::strcmp(order, "warp-major-reversed") == 0) schedule = simt::Order::kWarpMajorReversed;
+  else if (order != nullptr && std::strcmp(order, "forward") != 0)
+    fail(std::string("SIMT_ORDER: expected forward, reversed, shuffled, warp-major or warp-major-reversed, got ") + order);
   simt::configure(schedule, seed == nullptr ? 0 : std::strtoull(seed, nullptr, 10));
 
   const Case c(argv[2]);

@@ -85,7 +85,12 @@ constexpr size_t kDefaultDynamicSharedBytes = 48 * 1024;
 constexpr size_t kMaxDynamicSharedBytes = 227 * 1024;
 constexpr unsigned kMaxThreadsPerBlock = 1024;
 
-enum class Order { kForward, kReversed, kShuffled };
+// kForward, kReversed, kShuffled: every runnable thread runs once per round (to its next synchronisation
+// point), in that order. kWarpMajor, kWarpMajorReversed: warp by warp (in that order of warps), each warp
+// runs until all its threads wait in __syncthreads or have returned, so a warp gets as far ahead of the
+// others as a GPU may let it: a missing __syncthreads between a warp's shared-memory writes and another
+// warp's reads shows in one of the two orders.
+enum class Order { kForward, kReversed, kShuffled, kWarpMajor, kWarpMajorReversed };
 
 // Scheduling of the following launches: the order threads (and blocks) run in between sync points.
 void configure(Order order, uint64_t seed);

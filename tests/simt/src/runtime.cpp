@@ -272,6 +272,31 @@ void apply_order(std::vector<unsigned>& items) {
     case Order::kShuffled:
       std::shuffle(items.begin(), items.end(), s.random);
       break;
+    case Order::kWarpMajor:
+      break;
+    case Order::kWarpMajorReversed:
+      std::reverse(items.begin(), items.end());
+      break;
+  }
+}
+
+bool warp_major() {
+  const Order order = scheduler().order;
+  return order == Order::kWarpMajor || order == Order::kWarpMajorReversed;
+}
+
+// Runs warp `warp`'s runnable threads, in lane order, until none is runnable (all wait in __syncthreads,
+// have returned, or wait in a collective another warp's thread must join).
+void run_warp_ahead(unsigned warp) {
+  Scheduler& s = scheduler();
+  const unsigned first = warp * 32, end = std::min(s.threads, first + 32);
+  for (bool ran = true; ran;) {
+    ran = false;
+    for (unsigned t = first; t < end; ++t) {
+      if (s.fibers[t].status != Status::kRunnable) continue;
+      switch_to_fiber(s.fibers[t]);
+      ran = true;
+    }
   }
 }
 
@@ -359,6 +384,14 @@ void run_block(uint3 block_index) {
       }
       report_deadlock();
     }
+    if (warp_major()) {
+      std::vector<unsigned> warps;
+      for (unsigned t : runnable)
+        if (warps.empty() || warps.back() != t / 32) warps.push_back(t / 32);
+      apply_order(warps);
+      for (unsigned warp : warps) run_warp_ahead(warp);
+      continue;
+    }
     apply_order(runnable);
     for (unsigned t : runnable) switch_to_fiber(s.fibers[t]);
   }
@@ -383,6 +416,10 @@ const char* order_name(Order order) {
       return "reversed";
     case Order::kShuffled:
       return "shuffled";
+    case Order::kWarpMajor:
+      return "warp-major";
+    case Order::kWarpMajorReversed:
+      return "warp-major-reversed";
   }
   return "?";
 }
