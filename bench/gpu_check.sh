@@ -110,6 +110,13 @@ wants attn-bwd-bf16 && bench_stage attn-bwd-bf16 bench/bench_window_attention.py
   --bench-dtypes bfloat16 "$@"
 wants attn-bwd-fp32 && bench_stage attn-bwd-fp32 bench/bench_window_attention.py -k test_forward_backward \
   --bench-dtypes float32 "$@"
+# The attention rows so far next to bench/predict_attention.py's predictions (bf16, SwinIR-M and -S shapes).
+attention_runs=()
+for name in attn-fwd attn-bwd-bf16; do [ -s "$out/$name.json" ] && attention_runs+=("$out/$name.json"); done
+if [ ${#attention_runs[@]} -gt 0 ]; then
+  python3 bench/predict_attention.py --measured "${attention_runs[@]}" --out "$out/attention-measured-vs-predicted.md" \
+    >/dev/null 2>&1 || echo "predict_attention.py --measured failed (see it by hand)"
+fi
 wants copies && bench_stage copies bench/bench_window_partition.py bench/bench_pixel_shuffle.py "$@"
 
 run_script() {  # name, script args...: a whole-model script, its output in OUTDIR/<name>.log

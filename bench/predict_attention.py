@@ -3,6 +3,12 @@ from a stated model and the static report (bench/results/static-report.csv): a p
 measurement, written next to the HBM roofline so that the first GPU run can be read against it.
 
     python bench/predict_attention.py      # writes bench/results/attention-predictions.md
+    python bench/predict_attention.py --measured run.json   # + measured next to predicted (a GPU run)
+
+``--measured`` takes the pytest-benchmark JSON of ``bench/bench_window_attention.py`` on an H100 or an
+H200 (``bench/gpu_check.sh``'s attn-fwd and attn-bwd-bf16 stages) and adds a table of the cuda and triton
+rows at these shapes: the measured median next to the predicted time (forward; forward+backward as the
+sum of the two kernels' predictions) and the share of the roofline each reaches.
 
 The model, per kernel and direction (B 1, 256 x 256 tokens, window 8, shift 4, 6 heads, bf16):
 
@@ -36,7 +42,9 @@ Predicted time = waves-rounded max (or sum) of those terms + launches. Fraction 
 (minimal bytes / copy ceiling) / predicted time. Targets (issue 13): forward >= 70%, backward >= 50%.
 """
 
+import argparse
 import csv
+import json
 import math
 import os
 import re
@@ -219,11 +227,70 @@ def commit() -> str:
         return "unknown"
 
 
-def main() -> int:
+def predictions(rows: list[dict]) -> list[tuple[str, int, Kernel, dict | None, dict]]:
+    """(shape label, channels, kernel, its static-report row or None, {gpu name: prediction}) for every kernel."""
+    result = []
+    for label, channels in (("SwinIR-M (C 180)", 180), ("SwinIR-S (C 60)", 60)):
+        for kernel in kernels(channels):
+            row = report_row(rows, kernel)
+            result.append((label, channels, kernel, row, {} if row is None else {
+                name: predict(kernel, row, gpu) for name, gpu in GPUS.items()}))
+    return result
+
+
+# Benchmark provider -> the kernels of this model it runs (bf16: the CUDA backend's tensor-core kernels).
+PROVIDER_KERNELS = {"triton": "triton", "cuda": "cuda tensor-core"}
+
+
+def measured_lines(runs: list[dict], predicted: list) -> list[str]:
+    """Markdown: the cuda and triton rows of bench_window_attention.py runs at the predicted shapes (bf16),
+    measured median next to the prediction for the run's GPU."""
+    by_kernel = {(channels, kernel.name): prediction for _, channels, kernel, _, prediction in predicted}
+    lines = [
+        "## Measured next to predicted",
+        "",
+        "| GPU | shape | backend | mode | predicted us | measured us | measured / predicted | measured share of roofline |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        gpu_label = run["machine_info"].get("swinir", {}).get("gpu") or ""
+        gpu = next((name for name in GPUS if name.split()[0] in gpu_label), None)
+        for bench in run["benchmarks"]:
+            info = bench.get("extra_info", {})
+            if (info.get("op") != "shifted_window_attention" or info.get("dtype") != "bfloat16"
+                    or info.get("provider") not in PROVIDER_KERNELS or not bench.get("stats")):
+                continue
+            for channels in (180, 60):
+                if info.get("shape") != f"B1xH256xW256xC{channels}xnH{HEADS}xws{WINDOW}xs4" or gpu is None:
+                    continue
+                prefix = PROVIDER_KERNELS[info["provider"]]
+                directions = ("forward",) if info["mode"] == "forward" else ("forward", "backward")
+                parts = [by_kernel.get((channels, f"{prefix} {direction}"), {}).get(gpu) for direction in directions]
+                if None in parts:
+                    continue
+                predicted_s = sum(part["seconds"] for part in parts)
+                roofline_s = sum(part["roofline"] for part in parts)
+                median = bench["stats"]["median"]
+                lines.append(
+                    f"| {gpu_label} | C {channels} | {info['provider']} | {info['mode']} | {predicted_s * 1e6:.1f} | "
+                    f"{median * 1e6:.1f} | {median / predicted_s:.2f} | {roofline_s / median:.1%} |"
+                )
+    if len(lines) == 4:
+        lines.append("| (no bf16 cuda/triton rows at these shapes on an H100 or H200 in the given runs) | | | | | | | |")
+    return lines
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--measured", nargs="+", default=[], metavar="RUN.json",
+                        help="pytest-benchmark JSON of bench/bench_window_attention.py on an H100 or H200")
+    parser.add_argument("--out", default=OUT, help="the markdown file to write (default: %(default)s)")
+    args = parser.parse_args(argv)
     with open(REPORT, newline="") as f:
         rows = list(csv.DictReader(f))
+    predicted = predictions(rows)
     lines = [
-        "# Predicted GPU attention times (a prediction: no GPU has run these kernels)",
+        "# Predicted GPU attention times" + ("" if args.measured else " (a prediction: no GPU has run these kernels)"),
         "",
         f"Made by `python bench/predict_attention.py` at commit {commit()} from bench/results/static-report.csv;",
         "the model is stated in that script's docstring. B 1, 256 x 256 tokens, window 8, shift 4, 6 heads, bf16.",
@@ -233,24 +300,28 @@ def main() -> int:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     missing = []
-    for label, channels in (("SwinIR-M (C 180)", 180), ("SwinIR-S (C 60)", 60)):
-        for kernel in kernels(channels):
-            row = report_row(rows, kernel)
-            if row is None:
-                missing.append(f"{kernel.name} at C {channels}")
-                continue
-            h100, h200 = (predict(kernel, row, GPUS[name]) for name in GPUS)
-            target = 0.7 if kernel.direction == "forward" else 0.5
-            verdict = "meets" if min(h100["fraction"], h200["fraction"]) >= target else "misses"
-            lines.append(
-                f"| {label} | {kernel.name} | {row['occupancy']} | {h100['bound']}"
-                f"{'' if h100['overlap'] else ' + compute (serial)'} | {h100['roofline'] * 1e6:.1f} | "
-                f"{h100['seconds'] * 1e6:.1f} | {h100['fraction']:.1%} | {h200['roofline'] * 1e6:.1f} | "
-                f"{h200['seconds'] * 1e6:.1f} | {h200['fraction']:.1%} | {verdict} {target:.0%} |"
-            )
+    for label, channels, kernel, row, prediction in predicted:
+        if row is None:
+            missing.append(f"{kernel.name} at C {channels}")
+            continue
+        h100, h200 = prediction["H100 SXM"], prediction["H200 SXM"]
+        target = 0.7 if kernel.direction == "forward" else 0.5
+        verdict = "meets" if min(h100["fraction"], h200["fraction"]) >= target else "misses"
+        lines.append(
+            f"| {label} | {kernel.name} | {row['occupancy']} | {h100['bound']}"
+            f"{'' if h100['overlap'] else ' + compute (serial)'} | {h100['roofline'] * 1e6:.1f} | "
+            f"{h100['seconds'] * 1e6:.1f} | {h100['fraction']:.1%} | {h200['roofline'] * 1e6:.1f} | "
+            f"{h200['seconds'] * 1e6:.1f} | {h200['fraction']:.1%} | {verdict} {target:.0%} |"
+        )
     if missing:
         lines += ["", "Not in the static report (no row to predict from): " + ", ".join(missing) + "."]
-    with open(OUT, "w") as f:
+    if args.measured:
+        runs = []
+        for path in args.measured:
+            with open(path) as f:
+                runs.append(json.load(f))
+        lines += [""] + measured_lines(runs, predicted)
+    with open(args.out, "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
