@@ -172,7 +172,8 @@ def _shift_regions(window, tokens, WINDOW_SIZE: tl.constexpr, H, W, shift):
 @triton.jit
 def _head_bias(bias_ptr, head, tokens, N: tl.constexpr):
     """rel_bias[head] as a (BLOCK_N, BLOCK_N) tile in rel_bias's own dtype (padded pairs 0; see the module
-    docstring on precision). Evict-last: the forward re-reads it per window, from L1."""
+    docstring on precision). Evict-last: the other programs on the SM read the same few tiles (the whole
+    bias is 48 KB in bf16 at 6 heads), and the fp64 backward re-reads its tile per window."""
     token_valid = tokens < N
     pair_offsets = tokens[:, None] * N + tokens[None, :]
     return tl.load(
