@@ -165,7 +165,7 @@ def kernels(channels: int) -> list[Kernel]:
                ("qkv_ptr:*bf16", f"HEAD_DIM={head_dim}", "NUM_HEADS=6", "IMAGE_LAYOUT=True", "HAS_SHIFT=True"),
                HEADS * triton_groups_backward, phase_backward, backward_bytes + bias_bytes + partials_triton,
                backward_bytes * amplification + partials_triton + HEADS * triton_groups_backward * N * N * ELEMENT,
-               backward_flops, 0, overlapped=False, launches=2, **common),
+               backward_flops, 0, overlapped=False, launches=3, **common),  # + the partials' sum and its cast to bf16
         Kernel("cuda tensor-core forward", "forward", channels, "window_attention_tc_forward_kernel", ("<__nv_bfloat16, 8>",),
                tc_blocks_forward, phase_forward, forward_bytes + bias_bytes,
                forward_bytes * amplification + tc_blocks_forward * N * N * 4, forward_flops,
