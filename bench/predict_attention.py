@@ -44,6 +44,7 @@ Predicted time = waves-rounded max (or sum) of those terms + launches. Fraction 
 
 import argparse
 import csv
+import importlib
 import json
 import math
 import os
@@ -54,6 +55,7 @@ from dataclasses import dataclass
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPORT = os.path.join(ROOT, "bench", "results", "static-report.csv")
+TC_KERNEL = os.path.join(ROOT, "csrc", "cuda", "window_attention_tc_kernel.cu")
 OUT = os.path.join(ROOT, "bench", "results", "attention-predictions.md")
 
 GPUS = {  # measured ceilings where kernel-physics.md gives them, datasheet figures otherwise
@@ -127,7 +129,21 @@ def tc_shared_bytes(direction: str, padded_dim: int) -> int:
     return tiles + 2 * product(padded_dim, tokens) + softmax + 3 * (product(tokens, padded_dim) + head_rows)
 
 
+def tc_constant(name: str) -> int:
+    """A `constexpr int name = value;` of the tensor-core kernel, so the model follows the kernel's grouping."""
+    match = re.search(rf"constexpr int {name} = (\d+);", open(TC_KERNEL).read())
+    if match is None:
+        raise ValueError(f"{TC_KERNEL}: no `constexpr int {name} = <number>;`")
+    return int(match.group(1))
+
+
 def kernels(channels: int) -> list[Kernel]:
+    sys.path.insert(0, ROOT)
+    import torch
+
+    # The Triton launchers' own rules (the module: swinir_kernels.triton.window_attention is also an op's name).
+    triton_attention = importlib.import_module("swinir_kernels.triton.window_attention")
+
     head_dim = channels // HEADS
     padded_dim = 16 * math.ceil(head_dim / 16) if head_dim > 16 else 16
     windows = TOKENS // N
@@ -145,14 +161,18 @@ def kernels(channels: int) -> list[Kernel]:
     exps = window_heads * N * N
     phase_forward = 3 * N * slice_bytes
     phase_backward = 4 * N * slice_bytes
-    triton_programs_forward = HEADS // 2 * math.ceil(windows / (4 if head_dim > 16 else 8))
-    triton_groups_backward = math.ceil(windows / math.ceil(windows / min(40, windows)))
+    heads_per_program = triton_attention.forward_heads_per_program(HEADS, torch.bfloat16)
+    assert heads_per_program == 2, "the model's Triton forward reads head pairs"
+    triton_programs_forward = HEADS // heads_per_program * math.ceil(
+        windows / triton_attention.forward_windows_per_program(windows, head_dim))
+    triton_groups_backward = math.ceil(windows / triton_attention.backward_windows_per_program(windows))
     partials_triton = 2 * HEADS * triton_groups_backward * N * N * 4  # fp32, written and read back
-    # The kernel's rule (window_attention_tc_kernel.cu): at most 40 groups of at least 8 windows per head.
-    tc_windows_per_group = math.ceil(windows / min(40, math.ceil(windows / 8)))
-    tc_groups_backward = math.ceil(windows / tc_windows_per_group)
+    # The tensor-core kernel's rules: at most kMaxBackwardGroups groups of at least
+    # kMinBackwardWindowsPerGroup windows per head; kForwardWindowsPerItem windows per forward block.
+    tc_groups = min(tc_constant("kMaxBackwardGroups"), math.ceil(windows / tc_constant("kMinBackwardWindowsPerGroup")))
+    tc_groups_backward = math.ceil(windows / math.ceil(windows / tc_groups))
     partials_tc = 2 * HEADS * tc_groups_backward * N * N * 4
-    tc_blocks_forward = HEADS * math.ceil(windows / 16)
+    tc_blocks_forward = HEADS * math.ceil(windows / tc_constant("kForwardWindowsPerItem"))
     common = dict(exponentials=exps)
     return [
         Kernel("triton forward", "forward", channels, "_window_attention_fwd_kernel",
