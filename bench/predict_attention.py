@@ -44,6 +44,7 @@ Predicted time = waves-rounded max (or sum) of those terms + launches. Fraction 
 
 import argparse
 import csv
+import functools
 import importlib
 import json
 import math
@@ -137,12 +138,18 @@ def tc_constant(name: str) -> int:
     return int(match.group(1))
 
 
-def kernels(channels: int) -> list[Kernel]:
+@functools.lru_cache(maxsize=1)
+def triton_attention_module():
+    """swinir_kernels.triton.window_attention, whose launchers' rules the model follows (imported by its
+    module path: the package attribute of that name is an op)."""
     sys.path.insert(0, ROOT)
+    return importlib.import_module("swinir_kernels.triton.window_attention")
+
+
+def kernels(channels: int) -> list[Kernel]:
     import torch
 
-    # The Triton launchers' own rules (the module: swinir_kernels.triton.window_attention is also an op's name).
-    triton_attention = importlib.import_module("swinir_kernels.triton.window_attention")
+    triton_attention = triton_attention_module()
 
     head_dim = channels // HEADS
     padded_dim = 16 * math.ceil(head_dim / 16) if head_dim > 16 else 16
@@ -272,29 +279,30 @@ def measured_lines(runs: list[dict], predicted: list) -> list[str]:
         "| GPU | shape | backend | mode | predicted us | measured us | measured / predicted | measured share of roofline |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    shape_channels = {f"B1xH256xW256xC{channels}xnH{HEADS}xws{WINDOW}xs4": channels for channels in (180, 60)}
     for run in runs:
         gpu_label = run["machine_info"].get("swinir", {}).get("gpu") or ""
         gpu = next((name for name in GPUS if name.split()[0] in gpu_label), None)
+        if gpu is None:
+            continue
         for bench in run["benchmarks"]:
             info = bench.get("extra_info", {})
-            if (info.get("op") != "shifted_window_attention" or info.get("dtype") != "bfloat16"
+            channels = shape_channels.get(info.get("shape"))
+            if (info.get("op") != "shifted_window_attention" or info.get("dtype") != "bfloat16" or channels is None
                     or info.get("provider") not in PROVIDER_KERNELS or not bench.get("stats")):
                 continue
-            for channels in (180, 60):
-                if info.get("shape") != f"B1xH256xW256xC{channels}xnH{HEADS}xws{WINDOW}xs4" or gpu is None:
-                    continue
-                prefix = PROVIDER_KERNELS[info["provider"]]
-                directions = ("forward",) if info["mode"] == "forward" else ("forward", "backward")
-                parts = [by_kernel.get((channels, f"{prefix} {direction}"), {}).get(gpu) for direction in directions]
-                if None in parts:
-                    continue
-                predicted_s = sum(part["seconds"] for part in parts)
-                roofline_s = sum(part["roofline"] for part in parts)
-                median = bench["stats"]["median"]
-                lines.append(
-                    f"| {gpu_label} | C {channels} | {info['provider']} | {info['mode']} | {predicted_s * 1e6:.1f} | "
-                    f"{median * 1e6:.1f} | {median / predicted_s:.2f} | {roofline_s / median:.1%} |"
-                )
+            prefix = PROVIDER_KERNELS[info["provider"]]
+            directions = ("forward",) if info["mode"] == "forward" else ("forward", "backward")
+            parts = [by_kernel.get((channels, f"{prefix} {direction}"), {}).get(gpu) for direction in directions]
+            if None in parts:
+                continue
+            predicted_s = sum(part["seconds"] for part in parts)
+            roofline_s = sum(part["roofline"] for part in parts)
+            median = bench["stats"]["median"]
+            lines.append(
+                f"| {gpu_label} | C {channels} | {info['provider']} | {info['mode']} | {predicted_s * 1e6:.1f} | "
+                f"{median * 1e6:.1f} | {median / predicted_s:.2f} | {roofline_s / median:.1%} |"
+            )
     if len(lines) == 4:
         lines.append("| (no bf16 cuda/triton rows at these shapes on an H100 or H200 in the given runs) | | | | | | | |")
     return lines

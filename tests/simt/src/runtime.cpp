@@ -123,6 +123,7 @@ struct Scheduler {
   };
   std::vector<WarpMasks> warps;
   std::vector<unsigned> runnable;  // reused by every scheduling round
+  std::vector<unsigned> runnable_warps;  // likewise (warp-major orders)
   // Launch being run, for messages.
   unsigned long launch_number = 0;
   dim3 grid, block;
@@ -385,7 +386,8 @@ void run_block(uint3 block_index) {
       report_deadlock();
     }
     if (warp_major()) {
-      std::vector<unsigned> warps;
+      std::vector<unsigned>& warps = s.runnable_warps;
+      warps.clear();
       for (unsigned t : runnable)
         if (warps.empty() || warps.back() != t / 32) warps.push_back(t / 32);
       apply_order(warps);
