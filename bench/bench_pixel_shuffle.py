@@ -15,7 +15,7 @@ broadcast ops, crop as a view); reference-compiled; copy.
 import pytest
 import torch
 import torch.nn.functional as F
-from utils import skip_unless_ours_can_run
+from bench.utils import skip_unless_ours_can_run
 
 import swinir_kernels
 

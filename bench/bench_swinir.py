@@ -18,8 +18,8 @@ reference-compiled, compiles: minutes on a GPU for a full-size model) a whole mo
 handful of long calls that gpu_check.sh sizes per dtype, and users have ``swinir bench`` for the
 same comparison on their own sizes.
 
-    python bench/bench_swinir.py --quick --providers cpu reference    # CPU, a few minutes (compiling adds more)
-    python bench/bench_swinir.py --device cuda --dtype bfloat16 --providers cuda triton reference
+    python -m bench.bench_swinir --quick --providers cpu reference    # CPU, a few minutes (compiling adds more)
+    python -m bench.bench_swinir --device cuda --dtype bfloat16 --providers cuda triton reference
 """
 
 import argparse
@@ -28,14 +28,11 @@ import os
 import sys
 
 import torch
-
-# Run from a checkout without installing: import the packages next to bench/.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import swinir  # noqa: E402
-from swinir_kernels import _backend  # noqa: E402
+import swinir
+from swinir_kernels import _backend
 
 try:
-    from utils import (OURS, append_csv, device_name, git_commit, median_call_ms, model_row, peak_memory_mb,
+    from bench.utils import (OURS, append_csv, device_name, git_commit, median_call_ms, model_row, peak_memory_mb,
                        peak_rss_growth_mb)
 except ImportError:  # run as a module: python -m bench.bench_swinir
     from bench.utils import (OURS, append_csv, device_name, git_commit, median_call_ms, model_row, peak_memory_mb,

@@ -12,9 +12,9 @@ process's peak resident set over one step (bench/utils.py), which misses memory 
 CPU memory rows as lower bounds. Rows go to bench/results/<device>.csv (op ``train_step_<preset>``,
 mode ``fwd+bwd+adam``; gb_s empty).
 
-    python bench/bench_training.py                                   # CPU rows
-    python bench/bench_training.py --device cuda --dtype bfloat16 --ours-backend triton
-    python bench/bench_training.py --device cuda --ours-backend cuda --grad-checkpoint
+    python -m bench.bench_training                                   # CPU rows
+    python -m bench.bench_training --device cuda --dtype bfloat16 --ours-backend triton
+    python -m bench.bench_training --device cuda --ours-backend cuda --grad-checkpoint
 """
 
 import argparse
@@ -23,13 +23,11 @@ import os
 import sys
 
 import torch
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import swinir  # noqa: E402
-from swinir.losses import l1_loss  # noqa: E402
+import swinir
+from swinir.losses import l1_loss
 
 try:
-    from utils import append_csv, device_name, git_commit, median_call_ms, model_row, peak_memory_mb, peak_rss_growth_mb
+    from bench.utils import append_csv, device_name, git_commit, median_call_ms, model_row, peak_memory_mb, peak_rss_growth_mb
 except ImportError:  # run as a module: python -m bench.bench_training
     from bench.utils import (append_csv, device_name, git_commit, median_call_ms, model_row, peak_memory_mb,
                              peak_rss_growth_mb)

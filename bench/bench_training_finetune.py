@@ -8,7 +8,7 @@ Both validate the EMA weights on Set5 (never trained on) every ``--val-every`` s
 x2 baseline of the same pipeline is in every row. Rows (one per validation) are appended to
 bench/results/train-finetune-<device>.csv with the exact commands, the commit and the date.
 
-    python bench/bench_training_finetune.py                   # ~20 minutes on 2 busy CPU cores
+    python -m bench.bench_training_finetune                   # ~20 minutes on 2 busy CPU cores
 """
 
 import argparse
@@ -25,11 +25,10 @@ import numpy as np
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-from swinir import degrade, imageio, metrics  # noqa: E402
+from swinir import degrade, imageio, metrics
 
 try:
-    from utils import DEFAULT_RESULTS_DIR, device_name, git_commit
+    from bench.utils import DEFAULT_RESULTS_DIR, device_name, git_commit
 except ImportError:  # run as a module: python -m bench.bench_training_finetune
     from bench.utils import DEFAULT_RESULTS_DIR, device_name, git_commit
 

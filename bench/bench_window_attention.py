@@ -25,7 +25,7 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
-from utils import skip_unless_ours_can_run
+from bench.utils import skip_unless_ours_can_run
 
 import swinir_kernels
 from swinir_kernels import reference

@@ -10,7 +10,7 @@ provider, so GB/s compares them directly. Each op is the other's backward, so fo
 
 import pytest
 import torch
-from utils import skip_unless_ours_can_run
+from bench.utils import skip_unless_ours_can_run
 
 import swinir_kernels
 from swinir_kernels import reference

@@ -29,9 +29,7 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import utils  # noqa: E402
+from bench import utils
 
 OP_BENCHMARKS = ("bench_window_attention.py", "bench_window_partition.py", "bench_pixel_shuffle.py")
 DEFAULT_GPU_MIN_TIME = 1e-3  # seconds per round on a GPU, see the module docstring

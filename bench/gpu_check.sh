@@ -72,7 +72,7 @@ tail -3 "$out/build.log"
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
   python3 -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__, torch.cuda.get_device_name())"
-  python3 -c "import sys; sys.path.insert(0, 'bench'); import utils; print('commit', utils.git_commit())"
+  python3 -c "from bench import utils; print('commit', utils.git_commit())"
   echo "stages: $stages"
 } 2>&1 | tee "$out/env.txt"
 
@@ -89,8 +89,8 @@ if wants test; then
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
   run_tests test "$@"
 fi
-wants test-attention && run_tests test-attention tests/test_window_attention.py "$@"
-wants test-others && run_tests test-others --ignore=tests/test_window_attention.py "$@"
+wants test-attention && run_tests test-attention tests/kernels/test_window_attention.py "$@"
+wants test-others && run_tests test-others --ignore=tests/kernels/test_window_attention.py "$@"
 
 compare=()
 if [ -n "${SWINIR_BENCH_BASELINE:-}" ]; then
@@ -103,7 +103,7 @@ bench_stage() {
   timeout -s INT "$limit" python3 -m pytest -q -rs -p no:cacheprovider --benchmark-only --benchmark-max-time=0.5 \
     --benchmark-json="$out/$name.json" "${compare[@]}" "$@" >"$out/$name.log" 2>&1 || { echo "FAILED: $name (see $name.log)"; status=1; }
   tail -5 "$out/$name.log"
-  [ -s "$out/$name.json" ] && python3 bench/results_from_json.py "$out/$name.json" >"$out/$name-tables.md" 2>&1
+  [ -s "$out/$name.json" ] && python3 -m bench.results_from_json "$out/$name.json" >"$out/$name-tables.md" 2>&1
 }
 wants attn-fwd && bench_stage attn-fwd bench/bench_window_attention.py -k "test_forward and not test_forward_backward" "$@"
 wants attn-bwd-bf16 && bench_stage attn-bwd-bf16 bench/bench_window_attention.py -k test_forward_backward \
@@ -114,7 +114,7 @@ wants attn-bwd-fp32 && bench_stage attn-bwd-fp32 bench/bench_window_attention.py
 attention_runs=()
 for name in attn-fwd attn-bwd-bf16; do [ -s "$out/$name.json" ] && attention_runs+=("$out/$name.json"); done
 if [ ${#attention_runs[@]} -gt 0 ]; then
-  python3 bench/predict_attention.py --measured "${attention_runs[@]}" --out "$out/attention-measured-vs-predicted.md" \
+  python3 -m bench.predict_attention --measured "${attention_runs[@]}" --out "$out/attention-measured-vs-predicted.md" \
     >/dev/null 2>&1 || echo "predict_attention.py --measured failed (see it by hand)"
 fi
 wants copies && bench_stage copies bench/bench_window_partition.py bench/bench_pixel_shuffle.py "$@"

@@ -2,8 +2,8 @@
 from a stated model and the static report (bench/results/static-report.csv): a prediction, not a
 measurement, written next to the HBM roofline so that the first GPU run can be read against it.
 
-    python bench/predict_attention.py      # writes bench/results/attention-predictions.md
-    python bench/predict_attention.py --measured run.json   # + measured next to predicted (a GPU run)
+    python -m bench.predict_attention      # writes bench/results/attention-predictions.md
+    python -m bench.predict_attention --measured run.json   # + measured next to predicted (a GPU run)
 
 ``--measured`` takes the pytest-benchmark JSON of ``bench/bench_window_attention.py`` on an H100 or an
 H200 (``bench/gpu_check.sh``'s attn-fwd and attn-bwd-bf16 stages) and adds a table of the cuda and triton
@@ -142,7 +142,6 @@ def tc_constant(name: str) -> int:
 def triton_attention_module():
     """swinir_kernels.triton.window_attention, whose launchers' rules the model follows (imported by its
     module path: the package attribute of that name is an op)."""
-    sys.path.insert(0, ROOT)
     return importlib.import_module("swinir_kernels.triton.window_attention")
 
 
@@ -320,7 +319,7 @@ def main(argv=None) -> int:
     lines = [
         "# Predicted GPU attention times" + ("" if args.measured else " (a prediction: no GPU has run these kernels)"),
         "",
-        f"Made by `python bench/predict_attention.py` at commit {commit()} from bench/results/static-report.csv;",
+        f"Made by `python -m bench.predict_attention` at commit {commit()} from bench/results/static-report.csv;",
         "the model is stated in that script's docstring. B 1, 256 x 256 tokens, window 8, shift 4, 6 heads, bf16.",
         "Roofline = the minimal bytes (4Cs forward, 7Cs backward per token) at the measured copy ceiling.",
         "",

@@ -1,7 +1,7 @@
 """Profile one SwinIR forward with torch.profiler and group the time by op class.
 
-    python bench/profile_swinir.py --preset classical_sr_x4 --size 256 --dtype bf16   # on a GPU
-    python bench/profile_swinir.py --size 32 --dtype fp32 --providers cpu reference   # CPU, no compile
+    python -m bench.profile_swinir --preset classical_sr_x4 --size 256 --dtype bf16   # on a GPU
+    python -m bench.profile_swinir --size 32 --dtype fp32 --providers cpu reference   # CPU, no compile
 
 For each provider, an explicit backend (never 'auto', whose choice changes as backends get verified):
 ours (cuda and triton on a GPU, cpu on a CPU), the reference path (backend 'reference') and
@@ -19,13 +19,11 @@ import sys
 
 import torch
 from torch.profiler import ProfilerActivity, profile
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout, not an installed copy
-import swinir  # noqa: E402
+import swinir
 
 try:
-    from bench_swinir import PROVIDERS, available_providers
-    from utils import git_commit
+    from bench.bench_swinir import PROVIDERS, available_providers
+    from bench.utils import git_commit
 except ImportError:  # run as a module: python -m bench.profile_swinir
     from bench.bench_swinir import PROVIDERS, available_providers
     from bench.utils import git_commit

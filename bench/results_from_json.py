@@ -4,7 +4,7 @@ one markdown table per op, printed and, with --readme, written into README.md be
 ``<!-- bench-tables:<device> begin -->`` and ``<!-- bench-tables:<device> end -->``.
 
     python -m pytest bench/ --benchmark-only --benchmark-json=run.json
-    python bench/results_from_json.py run.json --readme README.md
+    python -m bench.results_from_json run.json --readme README.md
 
 A row's median is pytest-benchmark's median per call; gb_s is the bytes the fused op must move
 (extra_info) over that median; speedup_vs_reference divides the median of the ``reference`` row of
@@ -19,9 +19,7 @@ import os
 import re
 import sys
 from collections import defaultdict
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from utils import OURS, append_csv  # noqa: E402
+from bench.utils import OURS, append_csv
 
 BASELINES = ("reference", "reference-compiled", "sdpa-folded-bias", "flex", "copy")
 

@@ -26,7 +26,7 @@ from collections.abc import Callable
 # compile, which on a 2-core machine slowed whatever was timed next by up to 3x. Compile in-process.
 os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
 
-import torch  # noqa: E402
+import torch
 
 COLUMNS = (
     "op",

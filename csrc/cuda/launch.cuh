@@ -1,6 +1,6 @@
 // The one place our kernels are launched from. Every launcher calls launch_kernel instead of writing
 // `kernel<<<grid, block, shared, stream>>>(args...)`, so the same kernel source runs under nvcc and
-// under the SIMT execution harness of the tests (tests/simt), which compiles the .cu files as host C++
+// under the SIMT execution harness of the tests (tests/support/simt), which compiles the .cu files as host C++
 // with SWINIR_SIMT_HARNESS defined and supplies its own launch_kernel and set_max_dynamic_shared_bytes.
 #pragma once
 #include <cuda_runtime.h>

@@ -96,7 +96,7 @@ def _fp32_fma_dot(key: dict) -> bool:
 def forward_config(key: dict) -> dict:
     """The forward's launch configuration, a pure function of `key` (the constexprs, HEADS_PER_PROGRAM and
     qkv's dtype; see swinir_kernels/triton/launch_configs.py). Registers per thread on sm_90 at 64 tokens
-    (bench/static_report.py lists them for every launch; tests/test_static_report.py fails on a spill):
+    (bench/static_report.py lists them for every launch; tests/kernels/test_static_report.py fails on a spill):
     16-bit and TF32 at 4 warps and 2 stages, head pairs, 150-235 (253 at ws 7), no spill: two or three
     programs per SM, each with the next window's tiles in flight; fp32 IEEE spills at 4 warps, so 16
     warps (about 70), unpipelined; fp64 at 8 warps 214-246, no spill (4 warps spill, 2 stages take

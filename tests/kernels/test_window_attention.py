@@ -1,0 +1,452 @@
+"""window_attention and shifted_window_attention of every backend against swinir_kernels.reference:
+outputs and both gradients (qkv, rel_bias), dtypes, the bias gradient's determinism, mixed dtypes and
+autocast, empty batches, torch.compile without recompiles, argument errors, and the Triton kernels' own
+settings (bias-gradient program split, fp32 dot precision). opcheck of these ops is in tests/kernels/test_opcheck.py.
+
+Sizes stay small (<= ~100 (window, head) programs per call) so the Triton interpreter can run them.
+"""
+
+import importlib
+import re
+
+import pytest
+import torch
+import torch._dynamo.testing
+
+import swinir_kernels
+from swinir_kernels import reference, tolerances
+
+from tests.helpers import HAS_C_EXTENSION, HAS_CUDA, backend_available, needs_cuda, run_python, skip_unless_runs
+
+BACKENDS = ["cpu", "triton", pytest.param("cuda", marks=[needs_cuda, pytest.mark.cuda])]
+OPS = ("window_attention", "shifted_window_attention")
+
+# (batch, window rows, window columns, window_size, shift, C, num_heads): head_dim 30 and 10, window
+# 7 and 8, shift 0 and ws//2, a 2x3 grid, a single window row and a single window column, batch 2.
+CASES = [
+    (2, 2, 3, 7, 3, 60, 2),
+    (2, 2, 3, 8, 0, 20, 2),
+    (2, 2, 3, 8, 4, 60, 2),
+    (2, 1, 3, 8, 4, 20, 2),
+    (2, 1, 3, 7, 0, 60, 2),
+    (2, 3, 1, 7, 3, 20, 2),
+    (2, 3, 1, 8, 0, 60, 2),
+]
+CASE_IDS = [f"B{b}-grid{r}x{c}-ws{ws}-shift{s}-hd{C // nh}" for b, r, c, ws, s, C, nh in CASES]
+TOLERANCES = tolerances.TOLERANCES  # shared with the first-use check on users' devices
+
+
+def device_for(backend: str) -> str:
+    """Triton runs CUDA tensors on a GPU and CPU tensors under TRITON_INTERPRET=1 elsewhere."""
+    return "cuda" if backend == "cuda" or (backend == "triton" and HAS_CUDA) else "cpu"
+
+
+def make_inputs(case, dtype, device, layout, bias_dtype=None):
+    """qkv (image (B, H, W, 3C) or window (B*nW, N, 3C) layout), rel_bias (nH, N, N), mask (nW, N, N) or None
+    (the official shift mask in the window layout when shift > 0), grad_out; the kwargs of the op."""
+    B, rows, cols, ws, shift, C, num_heads = case
+    H, W, N = rows * ws, cols * ws, ws * ws
+    image_qkv = torch.randn(B, H, W, 3 * C, dtype=torch.float64).to(device=device, dtype=dtype)
+    rel_bias = torch.randn(num_heads, N, N, dtype=torch.float64).to(device=device, dtype=bias_dtype or dtype)
+    if layout == "shifted_window_attention":
+        qkv, mask = image_qkv, None
+        kwargs = dict(num_heads=num_heads, window_size=ws, shift=shift)
+    else:
+        qkv = reference.window_partition(image_qkv, ws, shift).contiguous()
+        mask = reference.shift_attention_mask(H, W, ws, shift, device=device) if shift else None
+        kwargs = dict(num_heads=num_heads)
+    grad_out = torch.randn(*qkv.shape[:-1], C, dtype=torch.float64).to(device=device, dtype=dtype)
+    return qkv, rel_bias, mask, grad_out, kwargs
+
+
+def call(op, qkv, rel_bias, mask, kwargs):
+    if op == "window_attention":
+        return swinir_kernels.window_attention(qkv, rel_bias, mask, **kwargs)
+    return swinir_kernels.shifted_window_attention(qkv, rel_bias, **kwargs)
+
+
+def forward_backward(backend, op, qkv, rel_bias, mask, grad_out, kwargs):
+    """(out, grad_qkv, grad_rel_bias) computed by `backend`."""
+    qkv = qkv.detach().requires_grad_()
+    rel_bias = rel_bias.detach().requires_grad_()
+    with swinir_kernels.use_backend(backend):
+        out = call(op, qkv, rel_bias, mask, kwargs)
+    grad_qkv, grad_bias = torch.autograd.grad(out, (qkv, rel_bias), grad_out)
+    return out.detach(), grad_qkv, grad_bias
+
+
+def assert_all_close(actual, expected, **tol):
+    for name, a, e in zip(("out", "grad_qkv", "grad_rel_bias"), actual, expected):
+        assert a.dtype == e.dtype, name
+        torch.testing.assert_close(a, e, **tol, msg=lambda m, name=name: f"{name}: {m}")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_matches_reference(backend, op, dtype, case):
+    qkv, rel_bias, mask, grad_out, kwargs = make_inputs(case, dtype, device_for(backend), op)
+    skip_unless_runs(backend, op, qkv)
+    expected = forward_backward("reference", op, qkv, rel_bias, mask, grad_out, kwargs)
+    actual = forward_backward(backend, op, qkv, rel_bias, mask, grad_out, kwargs)
+    assert_all_close(actual, expected, **TOLERANCES[dtype])
+
+
+# Shapes beyond SwinIR's that the kernels must still get right, too large for the Triton interpreter:
+# windows of 4, 12 and 16 (N = 16, 144, 256), head_dim 64 (no padding), 24 and 1, and 18 windows
+# (several CPU bias-gradient chunks).
+WIDE_CASES = [
+    (1, 2, 2, 4, 2, 128, 2),
+    (1, 2, 1, 12, 6, 48, 3),
+    (1, 1, 2, 16, 8, 24, 1),
+    (1, 1, 2, 8, 4, 3, 3),
+    (2, 3, 3, 8, 4, 20, 2),
+]
+
+
+@pytest.mark.parametrize("backend", ["cpu", pytest.param("cuda", marks=[needs_cuda, pytest.mark.cuda])])
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize(
+    "case", WIDE_CASES, ids=[f"B{b}-grid{r}x{c}-ws{ws}-shift{s}-hd{C // nh}" for b, r, c, ws, s, C, nh in WIDE_CASES]
+)
+def test_other_window_sizes_and_head_dims(backend, op, dtype, case):
+    qkv, rel_bias, mask, grad_out, kwargs = make_inputs(case, dtype, device_for(backend), op)
+    B, rows, cols, ws, shift, C, num_heads = case
+    skip_unless_runs(backend, op, qkv, tokens=ws * ws, head_dim=C // num_heads)
+    expected = forward_backward("reference", op, qkv, rel_bias, mask, grad_out, kwargs)
+    assert_all_close(forward_backward(backend, op, qkv, rel_bias, mask, grad_out, kwargs), expected, **TOLERANCES[dtype])
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("tokens, head_dim, reason", [(144, 16, "at most 64 tokens"), (64, 96, "head_dim at most 64")])
+def test_cuda_backend_knows_its_attention_limits(op, tokens, head_dim, reason):
+    """The CUDA kernel raises beyond 64 tokens or head_dim 64; the chooser must say so, not call it."""
+    why_not = backend_available("cuda", op, torch.empty(0), tokens=tokens, head_dim=head_dim)
+    assert why_not is not None and reason in why_not, why_not
+    assert backend_available("cpu", op, torch.empty(0), tokens=tokens, head_dim=head_dim) != why_not
+
+
+@pytest.mark.parametrize(
+    "backend",
+    ["cpu", pytest.param("cuda", marks=[needs_cuda, pytest.mark.cuda]), pytest.param("triton", marks=needs_cuda)],
+)
+@pytest.mark.parametrize("op", OPS)
+def test_more_than_65535_windows(backend, op):
+    """66,560 windows of 2x2: CUDA's 65,535 limit on grid dims y/z must not cap the windows (too many
+    programs for the Triton interpreter, so Triton runs this on a GPU only). fp64: in fp32 the bias
+    gradient, a sum over 66,560 windows, differs from the reference's by its summation order (~3e-5)."""
+    case = (1, 256, 260, 2, 1, 4, 2)
+    qkv, rel_bias, mask, grad_out, kwargs = make_inputs(case, torch.float64, device_for(backend), op)
+    skip_unless_runs(backend, op, qkv)
+    expected = forward_backward("reference", op, qkv, rel_bias, mask, grad_out, kwargs)
+    assert_all_close(forward_backward(backend, op, qkv, rel_bias, mask, grad_out, kwargs), expected, **TOLERANCES[torch.float64])
+
+
+@pytest.mark.skipif(not HAS_C_EXTENSION, reason="swinir_kernels._C is not built")
+def test_cpu_baseline_isa_path_matches_reference():
+    """The C++ kernel's arithmetic is compiled for the baseline ISA and for AVX2+FMA; ATen's capability
+    picks one, so ATEN_CPU_CAPABILITY=default forces the baseline build (the one CPUs without AVX2 run)."""
+    result = run_python(
+        """
+        import torch, swinir_kernels
+        from swinir_kernels import reference
+        assert torch.backends.cpu.get_cpu_capability() == "DEFAULT"
+        torch.manual_seed(0)
+        for ws, shift, C, heads in ((8, 4, 60, 2), (7, 3, 20, 2)):
+            qkv = torch.randn(2, 2 * ws, 3 * ws, 3 * C, requires_grad=True)
+            bias = torch.randn(heads, ws * ws, ws * ws, requires_grad=True)
+            grad = torch.randn(2, 2 * ws, 3 * ws, C)
+            outputs = []
+            for backend in ("cpu", "reference"):
+                with swinir_kernels.use_backend(backend):
+                    out = swinir_kernels.shifted_window_attention(qkv, bias, num_heads=heads, window_size=ws, shift=shift)
+                outputs.append((out, *torch.autograd.grad(out, (qkv, bias), grad)))
+            for actual, expected in zip(*outputs):
+                torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
+        print("ok")
+        """,
+        ATEN_CPU_CAPABILITY="default",
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_window_layout_random_mask(backend, dtype):
+    """Any additive mask (not only the shift mask's 0/-100 pattern, and in any float dtype), shared by windows w % nW."""
+    case = (2, 2, 3, 7, 0, 20, 2)
+    qkv, rel_bias, _, grad_out, kwargs = make_inputs(case, dtype, device_for(backend), "window_attention")
+    skip_unless_runs(backend, "window_attention", qkv)
+    mask = (torch.randn(6, 49, 49, device=qkv.device) * 3).to(torch.float16)  # any float dtype is read
+    expected = forward_backward("reference", "window_attention", qkv, rel_bias, mask, grad_out, kwargs)
+    actual = forward_backward(backend, "window_attention", qkv, rel_bias, mask, grad_out, kwargs)
+    assert_all_close(actual, expected, **TOLERANCES[dtype])
+
+
+def max_error(values, exact):
+    return max((v.double() - e).abs().max().item() for v, e in zip(values, exact))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("case", [CASES[0], CASES[3]], ids=[CASE_IDS[0], CASE_IDS[3]])
+def test_half_precision_error(backend, op, dtype, case):
+    """fp16/bf16 error vs an fp64 reference on the same (rounded) inputs is at most twice the error of the
+    reference computed in that dtype (plus a small floor for near-equal errors)."""
+    qkv, rel_bias, mask, grad_out, kwargs = make_inputs(case, dtype, device_for(backend), op)
+    skip_unless_runs(backend, op, qkv)
+    wide = lambda t: None if t is None else t.double()  # noqa: E731
+    exact = forward_backward("reference", op, wide(qkv), wide(rel_bias), wide(mask), wide(grad_out), kwargs)
+    same_dtype_reference = forward_backward("reference", op, qkv, rel_bias, mask, grad_out, kwargs)
+    actual = forward_backward(backend, op, qkv, rel_bias, mask, grad_out, kwargs)
+    assert all(a.dtype == dtype for a in actual)
+    floor = tolerances.HALF_ERROR_FLOOR[dtype]
+    for index, name in enumerate(("out", "grad_qkv", "grad_rel_bias")):
+        error = max_error([actual[index]], [exact[index]])
+        reference_error = max_error([same_dtype_reference[index]], [exact[index]])
+        assert error <= 2 * reference_error + floor, f"{name}: error {error} vs reference's {reference_error}"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("op", OPS)
+def test_bias_gradient_is_deterministic(backend, op):
+    """72 windows (9 of the CPU kernel's bias-gradient chunks): bit-identical bias gradients across runs
+    and across thread counts."""
+    case = (2, 6, 6, 7, 3, 20, 2)
+    qkv, rel_bias, mask, grad_out, kwargs = make_inputs(case, torch.float32, device_for(backend), op)
+    skip_unless_runs(backend, op, qkv)
+    threads = torch.get_num_threads()
+    try:
+        runs = []
+        for num_threads in (2, 2, 1):
+            torch.set_num_threads(num_threads)
+            runs.append(forward_backward(backend, op, qkv, rel_bias, mask, grad_out, kwargs)[2])
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(runs[0], runs[1])
+    assert torch.equal(runs[0], runs[2])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("op", OPS)
+def test_non_contiguous_qkv(backend, op):
+    case = CASES[2]
+    qkv, rel_bias, mask, grad_out, kwargs = make_inputs(case, torch.float64, device_for(backend), op)
+    skip_unless_runs(backend, op, qkv)
+    # The same values inside a wider tensor: a strided view with padding after each row's 3C channels.
+    padded = torch.zeros(*qkv.shape[:-1], qkv.shape[-1] + 7, dtype=qkv.dtype, device=qkv.device)
+    padded[..., : qkv.shape[-1]] = qkv
+    strided_qkv = padded[..., : qkv.shape[-1]]
+    assert not strided_qkv.is_contiguous()
+    strided_bias = rel_bias.transpose(1, 2).contiguous().transpose(1, 2)
+    assert not strided_bias.is_contiguous()
+    expected = forward_backward("reference", op, qkv, rel_bias, mask, grad_out, kwargs)
+    actual = forward_backward(backend, op, strided_qkv, strided_bias, mask, grad_out, kwargs)
+    assert_all_close(actual, expected, **TOLERANCES[torch.float64])
+    assert actual[1].is_contiguous()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_fp32_bias_with_half_qkv(backend, op, dtype):
+    """rel_bias may stay fp32 (a parameter under autocast) while qkv is fp16/bf16: its gradient stays fp32."""
+    qkv, rel_bias, mask, grad_out, kwargs = make_inputs(CASES[0], dtype, device_for(backend), op, bias_dtype=torch.float32)
+    skip_unless_runs(backend, op, qkv)
+    out, grad_qkv, grad_bias = forward_backward(backend, op, qkv, rel_bias, mask, grad_out, kwargs)
+    assert (out.dtype, grad_qkv.dtype, grad_bias.dtype) == (dtype, dtype, torch.float32)
+    wide = lambda t: None if t is None else t.double()  # noqa: E731
+    exact = forward_backward("reference", op, wide(qkv), rel_bias.double(), wide(mask), wide(grad_out), kwargs)
+    for actual, expected in zip((out, grad_qkv, grad_bias), exact):
+        torch.testing.assert_close(actual.double(), expected, atol=3e-2, rtol=2e-2)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("op", OPS)
+def test_empty_batch(backend, op):
+    qkv, rel_bias, mask, _, kwargs = make_inputs(CASES[2], torch.float32, device_for(backend), op)
+    skip_unless_runs(backend, op, qkv)
+    qkv = qkv[:0].detach().requires_grad_()
+    rel_bias = rel_bias.detach().requires_grad_()
+    with swinir_kernels.use_backend(backend):
+        out = call(op, qkv, rel_bias, mask, kwargs)
+    assert out.shape == (*qkv.shape[:-1], qkv.shape[-1] // 3)
+    grad_qkv, grad_bias = torch.autograd.grad(out.sum(), (qkv, rel_bias))
+    assert grad_qkv.shape == qkv.shape and torch.equal(grad_bias, torch.zeros_like(rel_bias))
+
+
+def test_autocast_block_runs_on_cpu():
+    """Under CPU autocast the Linear yields bf16 qkv while rel_bias stays an fp32 parameter."""
+    C, num_heads, ws = 20, 2, 8
+    linear = torch.nn.Linear(C, 3 * C)
+    rel_bias = torch.nn.Parameter(torch.randn(num_heads, ws * ws, ws * ws))
+    x = torch.randn(2, 16, 24, C)
+    with swinir_kernels.use_backend("cpu"), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = swinir_kernels.shifted_window_attention(linear(x), rel_bias, num_heads=num_heads, window_size=ws, shift=4)
+    assert out.dtype == torch.bfloat16
+    out.float().square().sum().backward()
+    assert rel_bias.grad.dtype == torch.float32 and torch.isfinite(rel_bias.grad).all()
+    with swinir_kernels.use_backend("reference"):
+        expected = swinir_kernels.shifted_window_attention(linear(x), rel_bias, num_heads=num_heads, window_size=ws, shift=4)
+    torch.testing.assert_close(out.float(), expected.detach(), atol=5e-2, rtol=5e-2)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_compile_block_matches_eager_without_recompiles(backend):
+    """Linear qkv -> shifted_window_attention -> Linear proj, compiled with fullgraph=True: matches eager
+    (forward and gradients) and compiles once for batches 1, 2, 3 and several image sizes (the batch is
+    marked unbacked, so batch 1 is not specialised; H and W dynamic)."""
+    C, num_heads, ws = 20, 2, 8
+    device = device_for(backend)
+    qkv_linear, proj = torch.nn.Linear(C, 3 * C).to(device), torch.nn.Linear(C, C).to(device)
+    rel_bias = torch.nn.Parameter(torch.randn(num_heads, ws * ws, ws * ws, device=device))
+
+    def block(x):
+        qkv = qkv_linear(x)
+        return proj(swinir_kernels.shifted_window_attention(qkv, rel_bias, num_heads=num_heads, window_size=ws, shift=4))
+
+    skip_unless_runs(backend, "shifted_window_attention", rel_bias)
+    counter = torch._dynamo.testing.CompileCounterWithBackend("inductor")
+    compiled = torch.compile(block, backend=counter, fullgraph=True)
+    torch._dynamo.reset()
+    with swinir_kernels.use_backend(backend):
+        for batch, H, W in ((1, 16, 24), (2, 16, 24), (3, 24, 16), (2, 32, 40)):
+            x = torch.randn(batch, H, W, C, device=device, requires_grad=True)
+            torch._dynamo.decorators.mark_unbacked(x, 0)
+            torch._dynamo.mark_dynamic(x, 1)
+            torch._dynamo.mark_dynamic(x, 2)
+            out = compiled(x)
+            grads = torch.autograd.grad(out.square().sum(), (x, rel_bias))
+            expected = block(x)
+            expected_grads = torch.autograd.grad(expected.square().sum(), (x, rel_bias))
+            torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+            for g, e in zip(grads, expected_grads):
+                torch.testing.assert_close(g, e, atol=1e-4, rtol=1e-5)
+    assert counter.frame_count == 1
+
+
+def good_image_inputs():
+    return torch.randn(2, 16, 24, 60), torch.randn(2, 64, 64)
+
+
+@pytest.mark.parametrize(
+    "mutate, argument",
+    [
+        (lambda qkv, bias, kw: (qkv[0], bias, kw), "qkv"),
+        (lambda qkv, bias, kw: (qkv[:, :12], bias, kw), "qkv.shape[1] (H)"),
+        (lambda qkv, bias, kw: (qkv, bias, {**kw, "num_heads": 7}), "C = qkv.shape[-1] // 3"),
+        (lambda qkv, bias, kw: (qkv, bias[:, :63], kw), "rel_bias"),
+        (lambda qkv, bias, kw: (qkv, bias.to("meta"), kw), "rel_bias"),
+        (lambda qkv, bias, kw: (qkv, bias, {**kw, "shift": 8}), "shift"),
+    ],
+    ids=["rank", "H-not-multiple", "C-vs-heads", "bias-shape", "bias-device", "shift-range"],
+)
+def test_shifted_errors_name_the_argument(mutate, argument):
+    qkv, bias = good_image_inputs()
+    qkv, bias, kwargs = mutate(qkv, bias, dict(num_heads=2, window_size=8, shift=4))
+    with pytest.raises(ValueError, match=re.escape(argument)):
+        swinir_kernels.shifted_window_attention(qkv, bias, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "mask, argument",
+    [(torch.zeros(6, 64, 63), "mask"), (torch.zeros(5, 64, 64), r"qkv.shape\[0\]"), (torch.zeros(6, 64, 64, device="meta"), "mask")],
+    ids=["mask-shape", "mask-windows", "mask-device"],
+)
+def test_window_errors_name_the_argument(mask, argument):
+    qkv, bias = torch.randn(12, 64, 60), torch.randn(2, 64, 64)
+    with pytest.raises(ValueError, match=argument):
+        swinir_kernels.window_attention(qkv, bias, mask, num_heads=2)
+
+
+@pytest.mark.parametrize(
+    "call_op, argument",
+    [
+        (lambda ops, qkv, bias: ops.shifted_window_attention(qkv[0], bias, 2, 8, 4, 0.1), "qkv"),
+        (lambda ops, qkv, bias: ops.shifted_window_attention(qkv, bias, 2, 7, 3, 0.1), r"qkv.shape\[1\] \(H\)"),
+        (lambda ops, qkv, bias: ops.shifted_window_attention(qkv.repeat(1, 1, 1, 7), bias, 2, 8, 4, 0.1), "head_dim"),
+        (lambda ops, qkv, bias: ops.shifted_window_attention(qkv, bias[:1], 2, 8, 4, 0.1), "rel_bias"),
+        (lambda ops, qkv, bias: ops.window_attention(qkv.reshape(12, 64, 60), bias, torch.zeros(5, 64, 64), 2, 0.1),
+         r"qkv.shape\[0\]"),
+        (lambda ops, qkv, bias: ops._shifted_window_attention_backward(qkv, qkv, bias, 2, 8, 4, 0.1), "grad_out"),
+    ],
+    ids=["rank", "H-not-multiple", "head-dim", "bias-shape", "mask-windows", "grad-out-shape"],
+)
+def test_cpp_op_errors_name_the_argument(call_op, argument):
+    """Direct torch.ops calls skip the Python checks: the C++ kernel raises ValueError itself."""
+    qkv, bias = good_image_inputs()
+    skip_unless_runs("cpu", "shifted_window_attention", qkv)
+    with pytest.raises(ValueError, match=argument):
+        call_op(torch.ops.swinir_kernels, qkv, bias)
+
+
+# --- Triton-specific: the bias gradient's program split and the fp32 dot precision.
+
+def triton_kernels():
+    pytest.importorskip("triton")
+    # The module, not the op function of the same name that swinir_kernels.triton exposes.
+    return importlib.import_module("swinir_kernels.triton.window_attention")
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_triton_bias_gradient_with_several_windows_per_program(op, dtype, monkeypatch):
+    """At most 5 programs per head over 12 windows (4 programs of 3 windows each): still the reference's
+    gradient, and bitwise the same on a second run (fp64 keeps the running sum in the program's partial,
+    fp32 in registers)."""
+    monkeypatch.setattr(triton_kernels(), "MAX_BIAS_PROGRAMS_PER_HEAD", 5)
+    qkv, rel_bias, mask, grad_out, kwargs = make_inputs(CASES[0], dtype, device_for("triton"), op)
+    skip_unless_runs("triton", op, qkv)
+    expected = forward_backward("reference", op, qkv, rel_bias, mask, grad_out, kwargs)
+    first = forward_backward("triton", op, qkv, rel_bias, mask, grad_out, kwargs)
+    second = forward_backward("triton", op, qkv, rel_bias, mask, grad_out, kwargs)
+    assert_all_close(first, expected, **TOLERANCES[dtype])
+    assert torch.equal(first[1], second[1]) and torch.equal(first[2], second[2])
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("num_heads", [1, 3, 6])
+def test_triton_forward_head_groups(op, num_heads):
+    """The forward computes pairs of heads per program when the head count is even (6: three pairs) and
+    single heads otherwise (1, 3): every head of every window, as the reference (head_dim 10, 9 windows:
+    groups of 8 and 1)."""
+    assert triton_kernels().forward_heads_per_program(num_heads, torch.float32) == (2 if num_heads % 2 == 0 else 1)
+    assert triton_kernels().forward_heads_per_program(num_heads, torch.float64) == 1
+    case = (1, 1, 9, 8, 4, 10 * num_heads, num_heads)
+    qkv, rel_bias, mask, grad_out, kwargs = make_inputs(case, torch.float32, device_for("triton"), op)
+    skip_unless_runs("triton", op, qkv)
+    expected = forward_backward("reference", op, qkv, rel_bias, mask, grad_out, kwargs)
+    assert_all_close(forward_backward("triton", op, qkv, rel_bias, mask, grad_out, kwargs), expected, **TOLERANCES[torch.float32])
+
+
+def test_triton_tf32_dots(monkeypatch):
+    """fp32 through TF32 dots (on the CPU, the GPU-faithful interpreter rounds their operands to TF32)."""
+    monkeypatch.setenv("SWINIR_KERNELS_FP32_PRECISION", "tf32")
+    op = "shifted_window_attention"
+    qkv, rel_bias, mask, grad_out, kwargs = make_inputs(CASES[2], torch.float32, device_for("triton"), op)
+    skip_unless_runs("triton", op, qkv)
+    expected = forward_backward("reference", op, qkv, rel_bias, mask, grad_out, kwargs)
+    assert_all_close(forward_backward("triton", op, qkv, rel_bias, mask, grad_out, kwargs), expected, **tolerances.TF32_TOLERANCE)
+
+
+def test_triton_fp32_precision_setting(monkeypatch):
+    kernels = triton_kernels()
+    monkeypatch.setenv("SWINIR_KERNELS_FP32_PRECISION", "tf32")
+    assert kernels._dot_precision(torch.float32) == "tf32"
+    monkeypatch.setenv("SWINIR_KERNELS_FP32_PRECISION", "ieee")
+    assert kernels._dot_precision(torch.float32) == "ieee"
+    assert kernels._dot_precision(torch.float64) == "ieee"
+    monkeypatch.setenv("SWINIR_KERNELS_FP32_PRECISION", "fast")
+    with pytest.raises(ValueError, match="SWINIR_KERNELS_FP32_PRECISION: expected 'ieee' or 'tf32', got 'fast'"):
+        kernels._dot_precision(torch.float32)
+
+
+def test_triton_refuses_more_than_64_tokens_per_window():
+    qkv = torch.randn(2, 81, 3 * 20, device=device_for("triton"))
+    rel_bias = torch.randn(2, 81, 81, device=qkv.device)
+    skip_unless_runs("triton", "window_attention", qkv)
+    with pytest.raises(ValueError, match="tokens per window .*at most 64, got 81"):
+        torch.ops.swinir_kernels.window_attention_triton(qkv, rel_bias, None, 2, 0.3)
