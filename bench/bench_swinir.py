@@ -29,7 +29,7 @@ import sys
 
 import torch
 import swinir
-from swinir_kernels import _backend
+from swinir_kernels import registry
 
 try:
     from bench.utils import (OURS, append_csv, device_name, git_commit, median_call_ms, model_row, peak_memory_mb,
@@ -48,7 +48,7 @@ def available_providers(device: str, requested) -> list[str]:
     probe = torch.empty(1, device=device)
     chosen = []
     for provider in requested:
-        why_not = _backend._cannot_run(provider, "shifted_window_attention", probe) if provider in OURS else None
+        why_not = registry.get("shifted_window_attention").cannot_run(provider, probe) if provider in OURS else None
         if provider == "triton" and device == "cpu" and why_not is None:
             why_not = "the Triton interpreter is not a benchmark"
         if why_not is None:

@@ -96,7 +96,7 @@ compare=()
 if [ -n "${SWINIR_BENCH_BASELINE:-}" ]; then
   compare=(--benchmark-compare="$SWINIR_BENCH_BASELINE" --benchmark-compare-fail="median:${SWINIR_BENCH_FAIL:-10%}")
 fi
-# One pytest-benchmark stage: its JSON, log and CSV rows (and the README tables, printed) in OUTDIR.
+# One pytest-benchmark stage: its JSON, log and CSV rows (and the docs/benchmarks.md tables, printed) in OUTDIR.
 bench_stage() {
   local name=$1; shift
   echo "== $name: python -m pytest $*"

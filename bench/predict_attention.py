@@ -80,7 +80,7 @@ N = WINDOW * WINDOW
 class Kernel:
     """One GPU attention kernel at one shape: what it moves and computes, from its design."""
 
-    name: str  # as the README calls it
+    name: str  # as docs/benchmarks.md calls it
     direction: str  # forward | backward
     channels: int
     report_kernel: str  # kernel name in the static report

@@ -1,10 +1,10 @@
 """Turns a pytest-benchmark run of the op benchmarks (--benchmark-json) into the project's results:
 rows appended to bench/results/<device>.csv (utils.COLUMNS, as the earlier scripts wrote them) and
-one markdown table per op, printed and, with --readme, written into README.md between the markers
+one markdown table per op, printed and, with --markdown, written into docs/benchmarks.md between the markers
 ``<!-- bench-tables:<device> begin -->`` and ``<!-- bench-tables:<device> end -->``.
 
     python -m pytest bench/ --benchmark-only --benchmark-json=run.json
-    python -m bench.results_from_json run.json --readme README.md
+    python -m bench.results_from_json run.json --markdown docs/benchmarks.md
 
 A row's median is pytest-benchmark's median per call; gb_s is the bytes the fused op must move
 (extra_info) over that median; speedup_vs_reference divides the median of the ``reference`` row of
@@ -98,7 +98,7 @@ def markdown_tables(rows: list[dict]) -> str:
 
 
 def replace_in_readme(path: str, device: str, text: str) -> None:
-    """Writes `text` between the device's markers in the README at `path` (which must have them)."""
+    """Writes `text` between the device's markers in the markdown page at `path` (which must have them)."""
     begin, end = f"<!-- bench-tables:{device} begin -->", f"<!-- bench-tables:{device} end -->"
     with open(path) as handle:
         readme = handle.read()
@@ -108,14 +108,15 @@ def replace_in_readme(path: str, device: str, text: str) -> None:
     readme = pattern.sub(lambda _: f"{begin}\n{text}\n{end}", readme)
     with open(path + ".tmp", "w") as handle:
         handle.write(readme)
-    os.replace(path + ".tmp", path)  # never a half-written README
+    os.replace(path + ".tmp", path)  # never a half-written page
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="--benchmark-json files of `python -m pytest bench/`")
     parser.add_argument("--no-csv", action="store_true", help="do not append the rows to bench/results/<device>.csv")
-    parser.add_argument("--readme", help="README to write the tables into (between the device's markers)")
+    parser.add_argument("--markdown", "--readme", dest="readme",
+                        help="markdown page to write the tables into, between the device's markers (docs/benchmarks.md)")
     args = parser.parse_args(argv)
     runs = []
     for path in args.runs:

@@ -229,18 +229,17 @@ def _triton_shapes():
     and the SwinIR-M (C 180) and -S (C 60) shapes; yields nothing, the launches are recorded."""
     import torch
 
-    from swinir_kernels import triton as triton_backend
 
     for dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
         for channels in (3, 180):
             x = torch.zeros(2, 16, 24, channels, dtype=dtype)
-            windows = triton_backend.window_partition(x, 8, 4)
-            triton_backend.window_reverse(windows, 8, 16, 24, 4)
+            windows = torch.ops.swinir_kernels.window_partition_triton(x, 8, 4)
+            torch.ops.swinir_kernels.window_reverse_triton(windows, 8, 16, 24, 4)
     for dtype in (torch.float32, torch.float16, torch.bfloat16):
         for memory_format in (torch.contiguous_format, torch.channels_last):
             x = torch.zeros(1, 48, 8, 8, dtype=dtype).contiguous(memory_format=memory_format).requires_grad_()
             for scale, bias in ((None, None), (torch.ones(3, dtype=dtype), torch.zeros(3, dtype=dtype))):
-                out = triton_backend.pixel_shuffle(x, 4, scale, bias, 30, 31)
+                out = torch.ops.swinir_kernels.pixel_shuffle_triton(x, 4, scale, bias, 30, 31)
                 torch.autograd.grad(out, x, torch.zeros_like(out))
     # (ws, shift, C, heads, dtype, fp32 dot precision), both layouts: head_dim 30, 10 and 64, windows 8
     # and 7 (N 64 and 49), masked and unmasked, every dtype, the TF32 dots of fp32 (the tests' cases).
@@ -269,12 +268,12 @@ def _triton_shapes():
             qkv = torch.zeros(1, 2 * ws, 3 * ws, 3 * channels, dtype=dtype, requires_grad=True)
             bias = torch.zeros(heads, ws * ws, ws * ws, dtype=dtype, requires_grad=True)
             scale = (channels // heads) ** -0.5
-            out = triton_backend.shifted_window_attention(qkv, bias, heads, ws, shift, scale)
+            out = torch.ops.swinir_kernels.shifted_window_attention_triton(qkv, bias, heads, ws, shift, scale)
             torch.autograd.grad(out, (qkv, bias), torch.zeros_like(out))
             if window_layout_too:
                 windows = torch.zeros(6, ws * ws, 3 * channels, dtype=dtype, requires_grad=True)
                 mask = torch.zeros(6, ws * ws, ws * ws, dtype=dtype)
-                out = triton_backend.window_attention(windows, bias, mask, heads, scale)
+                out = torch.ops.swinir_kernels.window_attention_triton(windows, bias, mask, heads, scale)
                 torch.autograd.grad(out, (windows, bias), torch.zeros_like(out))
     os.environ.pop("SWINIR_KERNELS_FP32_PRECISION", None)
 

@@ -263,9 +263,9 @@ def skip_unless_ours_can_run(backend: str, op: str, device: str, dtype: torch.dt
     the Triton interpreter (CPU) Triton runs in the smoke run only: the interpreter is no benchmark."""
     import pytest
 
-    from swinir_kernels import _backend
+    from swinir_kernels import registry
 
-    why_not = _backend._cannot_run(backend, op, torch.empty(1, device=device, dtype=dtype))
+    why_not = registry.get(op).cannot_run(backend, torch.empty(1, device=device, dtype=dtype))
     if why_not is None and backend == "triton" and device == "cpu" and not smoke:
         why_not = "the Triton interpreter is not a benchmark (the smoke run still runs it)"
     if why_not is not None:

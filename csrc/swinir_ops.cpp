@@ -1,16 +1,26 @@
 // The one schema file: every operator of the `swinir_kernels` namespace is declared here.
 // Backends register their kernels at the bottom of their own files
 // (csrc/cpu/<op>.cpp with TORCH_LIBRARY_IMPL(..., CPU, ...), csrc/cuda/<op>.cpp with CUDA);
-// fake (meta) kernels and autograd live in Python, swinir_kernels/_registrations.py.
+// fake (meta) kernels and autograd live in Python, with each op's description (swinir_kernels/registry/).
 #include <Python.h>
 #include <torch/library.h>
 
+#include "limits.h"
+
 // `import swinir_kernels._C` only needs a module object: loading the shared library runs the
-// static TORCH_LIBRARY initialisers below, which is what registers the operators.
+// static TORCH_LIBRARY initialisers below, which is what registers the operators. The module carries
+// the kernels' limits (limits.h) as int constants, so Python reads them instead of restating them.
 extern "C" PyObject* PyInit__C(void) {
   static struct PyModuleDef module_def = {
       PyModuleDef_HEAD_INIT, "_C", "swinir_kernels C++/CUDA operators", -1, nullptr};
-  return PyModule_Create(&module_def);
+  PyObject* module = PyModule_Create(&module_def);
+  if (module == nullptr ||
+      PyModule_AddIntConstant(module, "ATTENTION_MAX_HEAD_DIM", swinir_kernels::limits::kAttentionMaxHeadDim) < 0 ||
+      PyModule_AddIntConstant(module, "CUDA_ATTENTION_MAX_TOKENS", swinir_kernels::limits::kCudaAttentionMaxTokens) < 0) {
+    Py_XDECREF(module);
+    return nullptr;
+  }
+  return module;
 }
 
 TORCH_LIBRARY(swinir_kernels, m) {

@@ -6,17 +6,20 @@
     model = swinir.build("classical_sr_x4")                               # random weights
     swinir.accelerate(official_model)                                     # fuse an existing model's blocks
     swinir.export_onnx(model, "model.onnx")                               # ONNX, dynamic image size
+    swinir.train.train(out="runs/x2", hr="photos", init="classical_sr_x2", steps=20000)
 
-The names below are imported on first use (PEP 562), so that ``swinir --help`` does not wait for torch.
+The names below and the submodules (``swinir.train``, ``swinir.export``, ``swinir.checkpoint``,
+``swinir.tiling``, ...) are imported on first use (PEP 562), so that ``import swinir`` and
+``swinir --help`` do not wait for torch.
 """
 
 import importlib
-import sys
-import types
+
+__version__ = "0.1.0"
 
 # public name -> the submodule that defines it
 _EXPORTS = {
-    "accelerate": "accelerate",
+    "accelerate": "fusing",
     "infer_config": "checkpoint",
     "load": "checkpoint",
     "unwrap_state_dict": "checkpoint",
@@ -30,30 +33,26 @@ _EXPORTS = {
     "l1_loss": "losses",
 }
 
+# submodules reachable as attributes after a bare ``import swinir`` (``swinir.train.train(...)``)
+_SUBMODULES = frozenset({
+    "benchmark", "checkpoint", "commands", "compare", "degrade", "distributed", "errors", "export", "export_formats",
+    "figures", "files", "fusing", "hub", "imageio", "losses", "metrics", "model", "precision", "presets", "tiling",
+    "train",
+})  # fmt: skip
+
 __all__ = sorted(_EXPORTS)
 
 
-class _Package(types.ModuleType):
-    """The import system binds a loaded submodule to the package attribute of its name; the submodule
-    ``accelerate`` shares that name with the function it defines, and ``swinir.accelerate`` must stay
-    the function (as it was when this package imported everything eagerly)."""
-
-    def __setattr__(self, name, value):
-        if isinstance(value, types.ModuleType) and _EXPORTS.get(name) == name:
-            value = getattr(value, name)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
-
-
 def __getattr__(name: str):
-    if name not in _EXPORTS:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
         raise AttributeError(f"module 'swinir' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
     globals()[name] = value  # later lookups skip __getattr__
     return value
 
 
 def __dir__():
-    return sorted({*globals(), *_EXPORTS})
+    return sorted({*globals(), *_EXPORTS, *_SUBMODULES})

@@ -11,6 +11,9 @@ allows it), and the largest absolute output difference from the reference path.
 The speed-up is reported with its range over the runs (slowest reference / fastest ours and the
 reverse). When that range spans more than a factor :data:`SPREAD_WARNING`, the machine was too noisy
 for the ratio to mean anything and the report says so.
+
+:func:`time_alternating`, :func:`ratio_range` and :func:`spread_note` (from :mod:`swinir_kernels.timing`)
+are the timing rules of every command that prints a time (``swinir export --verify`` too).
 """
 
 from __future__ import annotations
@@ -19,14 +22,17 @@ import contextlib
 import ctypes
 import dataclasses
 import statistics
-import time
 
 import torch
+# The timing rules of everything that prints a time (this report, `swinir export --verify`, the kernels'
+# selftest): one definition, in swinir_kernels.timing; SPREAD_WARNING is the range beyond which a
+# ratio is reported as noise.
+from swinir_kernels.timing import SPREAD_WARNING, ratio_range, spread_note, time_alternating  # noqa: F401
+
+from . import __version__
+from .precision import autocast
 
 CPU_DEFAULT_SIZE = (32, 32)
-# Speed-up range (best case / worst case over the runs) above which the ratio is reported as noise:
-# beyond 1.5 the median ratio is uncertain by more than about +-20%.
-SPREAD_WARNING = 1.5
 GPU_DEFAULT_SIZE = (256, 256)
 
 
@@ -108,26 +114,9 @@ class _PeakMemory:
             self.peak = None if peak is None else max(0, peak - self.start)
 
 
-def _autocast(device: torch.device, dtype: str):
-    if dtype == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if dtype == "bf16" else torch.float16)
-
-
 def _forward(model, x, device, dtype):
-    with torch.inference_mode(), _autocast(device, dtype):
+    with torch.inference_mode(), autocast(device, dtype):
         return model(x)
-
-
-def _timed_forward(model, x, device, dtype) -> tuple[torch.Tensor, float]:
-    """One forward: (output, seconds)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    output = _forward(model, x, device, dtype)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return output, time.perf_counter() - start
 
 
 def _peak_memory(model, x, device, dtype) -> int | None:
@@ -140,8 +129,7 @@ def _peak_memory(model, x, device, dtype) -> int | None:
 
 def speedup_range(ours: PathResult, reference: PathResult) -> tuple[float, float, float]:
     """(median ratio, worst case, best case) of reference latency over ours across the runs."""
-    return (reference.latency_s / ours.latency_s, min(reference.latencies_s) / max(ours.latencies_s),
-            max(reference.latencies_s) / min(ours.latencies_s))
+    return ratio_range(reference.latencies_s, ours.latencies_s)
 
 
 def run(preset: str = "classical_sr_x4", size: tuple[int, int] | None = None, device: str | None = None,
@@ -175,14 +163,9 @@ def run(preset: str = "classical_sr_x4", size: tuple[int, int] | None = None, de
 
     torch.set_num_threads(threads)
     try:
-        for model in models.values():
-            for _ in range(warmup):
-                _forward(model, x, device, dtype)
-        outputs, latencies = {}, {name: [] for name in models}
-        for _ in range(repeats):  # alternate the paths so that load changes hit both
-            for name, model in models.items():
-                outputs[name], elapsed = _timed_forward(model, x, device, dtype)
-                latencies[name].append(elapsed)
+        runs = {name: (lambda model=model: _forward(model, x, device, dtype)) for name, model in models.items()}
+        synchronize = (lambda: torch.cuda.synchronize(device)) if on_gpu else None
+        latencies, outputs = time_alternating(runs, repeats, warmup=warmup, synchronize=synchronize)
         peaks = {name: _peak_memory(model, x, device, dtype) for name, model in models.items()}
     finally:
         torch.set_num_threads(previous_threads)
@@ -214,6 +197,7 @@ def format_report(report: Report) -> str:
         f"{height * report.scale}x{width * report.scale}, {report.dtype}, {report.device}, "
         f"{report.threads} CPU thread(s), median of {report.repeats} alternating runs per path"
         + (" (pass --size for another input size)" if report.default_size else ""),
+        f"swinir-kernels {__version__}, torch {torch.__version__}",
     ]
     if report.default_size and report.device == "cpu":
         lines.append(f"note: small default input {width}x{height} on CPU so that the run takes about a minute")
@@ -230,9 +214,7 @@ def format_report(report: Report) -> str:
     ours, reference = report.results
     ratio, worst, best = speedup_range(ours, reference)
     lines.append(f"speed-up ours vs reference: {ratio:.2f}x (median; {worst:.2f}x..{best:.2f}x over the runs)")
-    if report.repeats == 1:
-        lines.append("note: one run per path, so no spread was measured; pass --repeats 5 or more")
-    elif best / worst > SPREAD_WARNING:
-        lines.append(f"warning: the runs vary too much for this speed-up to mean anything ({worst:.2f}x..{best:.2f}x); "
-                     "the machine is busy or the runs are too few: rerun on a quiet machine, with more --repeats")
+    note = spread_note(worst, best, report.repeats)
+    if note:
+        lines.append(note)
     return "\n".join(lines)

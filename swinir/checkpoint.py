@@ -32,6 +32,7 @@ from collections.abc import Mapping
 
 import torch
 
+from .errors import first_sentence
 from .model import SwinIR
 
 __all__ = ["AssumptionWarning", "CheckpointError", "load", "read_state_dict", "unwrap_state_dict", "infer_config"]
@@ -53,10 +54,6 @@ class CheckpointError(ValueError):
 
 class AssumptionWarning(UserWarning):
     """A hyper-parameter the checkpoint cannot tell was assumed; the message says how to override it."""
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
 
 
 def _describe_text(head: bytes) -> str | None:
@@ -98,7 +95,7 @@ def read_state_dict(path: str | os.PathLike) -> Mapping:
             return load_file(path, device="cpu")
         except Exception as error:  # noqa: BLE001  (safetensors raises its own error types)
             raise CheckpointError(f"{path}: a truncated or corrupt .safetensors file of {size} bytes "
-                                  f"({_first_line(error)}); {EXPECTED}") from None
+                                  f"({first_sentence(error)}); {EXPECTED}") from None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -117,20 +114,21 @@ def read_state_dict(path: str | os.PathLike) -> Mapping:
             kind = "pickle-format PyTorch checkpoint"
         else:
             kind = "file"
-        reason = "" if isinstance(error, EOFError) else f" ({_first_line(error)[:100]})"
+        reason = "" if isinstance(error, EOFError) else f" ({first_sentence(error)})"
         raise CheckpointError(f"{path}: a truncated or corrupt {kind} of {size} bytes{reason}; {EXPECTED} "
                               "(download or copy it again)") from None
 
 
-def unwrap_state_dict(obj: Mapping) -> dict[str, torch.Tensor]:
+def unwrap_state_dict(obj: Mapping, *, origin: str = "checkpoint") -> dict[str, torch.Tensor]:
     """The bare state dict inside a checkpoint: descends into the first wrapper key present
-    (params_ema, params, state_dict, model, ...) and strips ``module.``-style prefixes."""
+    (params_ema, params, state_dict, model, ...) and strips ``module.``-style prefixes.
+    origin: what errors name (the file's path, when it came from a file)."""
     if not isinstance(obj, Mapping):
-        raise CheckpointError(f"checkpoint: holds a {type(obj).__name__}, not a dict; {EXPECTED}")
+        raise CheckpointError(f"{origin}: holds a {type(obj).__name__}, not a dict; {EXPECTED}")
     while not any(isinstance(value, torch.Tensor) for value in obj.values()):
         inner = next((obj[key] for key in WRAPPER_KEYS if isinstance(obj.get(key), Mapping)), None)
         if inner is None:
-            raise CheckpointError(f"checkpoint: found no tensors and none of the wrapper keys {WRAPPER_KEYS}; "
+            raise CheckpointError(f"{origin}: found no tensors and none of the wrapper keys {WRAPPER_KEYS}; "
                                   f"keys: {list(obj)[:10]}; {EXPECTED}")
         obj = inner
     state = {key: value for key, value in obj.items() if isinstance(value, torch.Tensor)}
@@ -149,12 +147,13 @@ def _listed(keys: list[str], limit: int = 3) -> str:
     return ", ".join(keys[:limit]) + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
 
 
-def infer_config(state: Mapping) -> dict:
+def infer_config(state: Mapping, *, origin: str = "state dict") -> dict:
     """SwinIR constructor kwargs from a bare state dict (see the module docstring).
-    Raises :class:`CheckpointError` naming the missing keys if it is not a (complete) SwinIR state dict."""
+    Raises :class:`CheckpointError` naming the missing keys if it is not a (complete) SwinIR state
+    dict; its message starts with ``origin`` (:func:`load` passes the file's path)."""
     missing = [key for key in REQUIRED_KEYS if key not in state]
     if missing:
-        raise CheckpointError(f"state dict: not a SwinIR checkpoint, missing keys {missing} (has {len(state)} "
+        raise CheckpointError(f"{origin}: not a SwinIR checkpoint, missing keys {missing} (has {len(state)} "
                               f"keys, e.g. {list(state)[:5]})")
     in_chans = state["conv_first.weight"].shape[1]
     embed_dim = state["conv_first.weight"].shape[0]
@@ -163,7 +162,7 @@ def infer_config(state: Mapping) -> dict:
     missing = [f"layers.{i}.residual_group.blocks.0.{key}" for i in range(num_groups) for key in BLOCK_KEYS
                if f"layers.{i}.residual_group.blocks.0.{key}" not in state]
     if missing:
-        raise CheckpointError(f"incomplete SwinIR state dict: missing {_listed(missing)}; expected every key "
+        raise CheckpointError(f"{origin}: incomplete SwinIR state dict: missing {_listed(missing)}; expected every key "
                               f"of the {num_groups} residual groups the file has")
     num_heads = [state[f"layers.{i}.residual_group.blocks.0.attn.relative_position_bias_table"].shape[1] for i in range(num_groups)]
     table_rows = state["layers.0.residual_group.blocks.0.attn.relative_position_bias_table"].shape[0]
@@ -213,22 +212,22 @@ def infer_config(state: Mapping) -> dict:
     )
 
 
-def _check_keys(model: SwinIR, state: Mapping, config: dict) -> None:
+def _check_keys(model: SwinIR, state: Mapping, config: dict, origin: str) -> None:
     """One-line errors for keys strict loading would reject (torch's message spans many lines)."""
     expected = model.state_dict()
     summary = (f"x{config['upscale']} {config['upsampler'] or 'restoration'}, {config['in_chans']} channels, "
                f"embed_dim {config['embed_dim']}, depths {config['depths']}")
     missing = [key for key in expected if key not in state]
     if missing:
-        raise CheckpointError(f"incomplete SwinIR state dict: {len(missing)} of the {len(expected)} keys of the "
+        raise CheckpointError(f"{origin}: incomplete SwinIR state dict: {len(missing)} of the {len(expected)} keys of the "
                               f"model it describes ({summary}) are missing: {_listed(missing)}")
     unexpected = [key for key in state if key not in expected]
     if unexpected:
-        raise CheckpointError(f"state dict: keys that the SwinIR it describes ({summary}) does not have: "
+        raise CheckpointError(f"{origin}: keys that the SwinIR it describes ({summary}) does not have: "
                               f"{_listed(unexpected)}")
     for key, value in expected.items():
         if state[key].shape != value.shape and not key.endswith("attn_mask"):
-            raise CheckpointError(f"state dict: {key} has shape {tuple(state[key].shape)}, the SwinIR it "
+            raise CheckpointError(f"{origin}: {key} has shape {tuple(state[key].shape)}, the SwinIR it "
                                   f"describes ({summary}) needs {tuple(value.shape)}")
 
 
@@ -255,8 +254,8 @@ def _stored_img_range(obj) -> float | None:
 
 
 def _build(obj, overrides: dict, preset, origin: str) -> SwinIR:
-    state = unwrap_state_dict(obj)
-    config = infer_config(state)
+    state = unwrap_state_dict(obj, origin=origin)
+    config = infer_config(state, origin=origin)
     stored_img_range = _stored_img_range(obj)
     if preset is not None:
         config["img_range"] = preset.kwargs["img_range"]
@@ -273,7 +272,7 @@ def _build(obj, overrides: dict, preset, origin: str) -> SwinIR:
     for key, value in model.state_dict().items():
         if key.endswith(("attn_mask", "relative_position_index")) and key not in state:
             state[key] = value
-    _check_keys(model, state, config)
+    _check_keys(model, state, config, origin)
     model.load_state_dict(state, strict=True)
     if preset is not None:
         _check_preset(model, preset, origin)

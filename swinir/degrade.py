@@ -10,6 +10,7 @@
 * ``jpeg_compress``: encode with Pillow's libjpeg at ``quality`` (4:2:0 chroma for colour, as
   cv2.imencode) and decode again.
 * ``to_gray``: the gray conversions the official script applies to colour inputs for its gray tasks.
+* ``degrade``: one of the three, as ``swinir degrade --mode`` applies it (and the trainer, on the fly).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from PIL import Image
 
 from .metrics import to_y_channel
 
+MODES = ("sr", "noise", "jpeg")
 SR_SCALES = (2, 3, 4, 8)
 NOISE_SIGMAS = (15, 25, 50)
 JPEG_QUALITIES = (10, 20, 30, 40)
@@ -92,3 +94,22 @@ def to_gray(pixels: np.ndarray, studio_luma: bool) -> np.ndarray:
     else:
         luma = pixels @ np.array([0.299, 0.587, 0.114], dtype=np.float32) * 255.0
     return (np.rint(luma) / 255.0).astype(np.float32)[..., None]
+
+
+def degrade(pixels: np.ndarray, mode: str, *, scale: int = 4, sigma: float = 25.0, seed: int = 0, quality: int = 10,
+            gray: bool = False, bit_depth: int = 8) -> tuple[np.ndarray, int]:
+    """The low-quality pixels ``swinir degrade --mode MODE`` makes of (H, W, C) [0, 1] ``pixels``, and
+    the bit depth of the file it writes: ``sr`` bicubic x ``scale``, ``noise`` Gaussian ``sigma`` (0..255
+    scale) from RandomState(``seed``), ``jpeg`` at ``quality`` (always 8 bits). ``gray`` converts a
+    colour image first (studio Y for jpeg, as the official gray JPEG task; 0.299/0.587/0.114 otherwise).
+    ``bit_depth``: the file's bit depth for sr and noise. The trainer degrades its patches with this
+    function, so training sees exactly the inputs the command writes."""
+    if gray:
+        pixels = to_gray(pixels, studio_luma=mode == "jpeg")
+    if mode == "sr":
+        return bicubic_downscale(pixels, scale), bit_depth
+    if mode == "noise":
+        return add_gaussian_noise(pixels, sigma, seed), bit_depth
+    if mode == "jpeg":
+        return jpeg_compress(pixels, quality), 8
+    raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")

@@ -20,16 +20,17 @@ import contextlib
 import copy
 import os
 import re
-import tempfile
-import time
+import statistics
 
 import torch
 import torch.nn as nn
 
 import swinir_kernels
 
-from .accelerate import _fused_official_forward, is_swin_block
-from .export_cli import DEFAULT_OPSET, DTYPE_NAMES, ONNX_OPSETS
+from . import benchmark, files
+from .errors import first_line
+from .export_formats import DEFAULT_OPSET, DTYPE_NAMES, ONNX_OPSETS
+from .fusing import _fused_official_forward, is_swin_block
 from .model import SwinIR
 
 __all__ = ["ExportError", "ONNX_OPSETS", "DTYPES", "export_onnx", "export_program", "check_onnx", "example_input"]
@@ -120,11 +121,7 @@ def _trace(model: nn.Module, example: torch.Tensor, static: bool) -> torch.expor
     try:
         return torch.export.export(_Entry(model), (example,), dynamic_shapes=_dynamic_shapes(static), strict=False)
     except Exception as error:  # noqa: BLE001  (torch.export raises many kinds; say which step failed)
-        raise ExportError(f"torch.export failed: {type(error).__name__}: {_first_line(error)}") from error
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [""])[0][:300]
+        raise ExportError(f"torch.export failed: {type(error).__name__}: {first_line(error, 300)}") from error
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -212,13 +209,16 @@ def export_onnx(
     LayerNorms, as :class:`swinir.SwinIR` does with ``.half()``). Batch, height and width are dynamic
     (any size >= 1) unless `size` = (height, width) fixes them (batch 1). The graph passes
     ``onnx.checker`` (full check) before it is written. `model` itself is not changed.
-    Raises :class:`ExportError` for what cannot be exported, FileExistsError if `path` exists and not `overwrite`.
+    Raises :class:`ExportError` for what cannot be exported, FileExistsError if `path` exists and not
+    `overwrite`, OSError (naming `path`'s folder) when nothing can be written there: both found before
+    the export starts.
     """
     onnx = _onnx_modules()
     _check_options(dtype, opset, size)
     path = os.fspath(path)
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path}: already exists (pass overwrite=True / --overwrite to replace it)")
+    files.check_writable_folder(os.path.dirname(os.path.abspath(path)))
     _describe(model)
     if dtype == "fp16":
         model = copy.deepcopy(model).half()
@@ -231,7 +231,7 @@ def export_onnx(
             external_data=False, verbose=False,
         )  # fmt: skip
     except Exception as error:  # noqa: BLE001
-        raise ExportError(f"ONNX conversion failed: {type(error).__name__}: {_first_line(error)}") from error
+        raise ExportError(f"ONNX conversion failed: {type(error).__name__}: {first_line(error, 300)}") from error
     proto = onnx_program.model_proto
     _rename_dims(proto, program)
     proto.producer_name = "swinir-kernels"
@@ -244,35 +244,21 @@ def export_onnx(
     payload = proto.SerializeToString()
     if len(payload) >= 2**31:
         raise ExportError(f"model: {len(payload) / 2**30:.1f} GiB of weights exceed ONNX's 2 GiB protobuf limit")
-    write_atomically(path, payload, overwrite)
-    return path
-
-
-def write_atomically(path: str, payload: bytes, overwrite: bool) -> None:
-    """`payload` to `path` through a temporary file in the same folder and a rename, with the mode a
-    plain ``open`` would give (0666 less the umask); never replaces an existing file unless `overwrite`."""
-    if os.path.exists(path) and not overwrite:
-        raise FileExistsError(f"{path}: already exists (pass overwrite=True / --overwrite to replace it)")
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    descriptor, temp_path = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(descriptor, 0o666 & ~umask)
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(payload)
-        os.replace(temp_path, path)
-    finally:  # also on KeyboardInterrupt: never leave the temporary file behind
-        if os.path.exists(temp_path):
-            os.unlink(temp_path)
+        files.atomic_write_bytes(path, payload, overwrite=overwrite)
+    except FileExistsError:
+        raise FileExistsError(f"{path}: already exists (pass overwrite=True / --overwrite to replace it)") from None
+    return path
 
 
 def check_onnx(path: str | os.PathLike, model: nn.Module, sizes, *, batch: int = 1, repeats: int = 1, seed: int = 0) -> list[dict]:
     """Runs the graph at `path` with ONNX Runtime (CPU provider) and `model` (its own backend, fp32
     input) on the same random inputs, one per (height, width) in `sizes`. Returns one dict per size:
     ``size``, ``max_abs_error`` (float32 comparison), ``onnx_ms`` and ``torch_ms`` (median
-    milliseconds per image, median of `repeats` timed runs after one warm-up)."""
+    milliseconds per image of `repeats` timed runs after one warm-up, the two paths in alternation:
+    :func:`swinir.benchmark.time_alternating`, as ``swinir bench``), ``onnx_ms_range`` and
+    ``torch_ms_range`` (fastest and slowest run) and ``ratio_range`` (:func:`swinir.benchmark.ratio_range`
+    of ONNX Runtime over PyTorch: median, lowest, highest)."""
     try:
         import onnxruntime
     except ImportError as error:
@@ -286,27 +272,17 @@ def check_onnx(path: str | os.PathLike, model: nn.Module, sizes, *, batch: int =
     for height, width in sizes:
         x = torch.rand(batch, in_chans, height, width, generator=generator)
         feed = {INPUT_NAME: x.numpy().astype(np_dtype)}
+        device = next(model.parameters()).device
         with torch.inference_mode():
-            onnx_ms, (actual,) = _timed(lambda: session.run(None, feed), repeats)
-            device = next(model.parameters()).device
-            torch_ms, expected = _timed(lambda: model(x.to(device)).cpu(), repeats)
-        error = (torch.from_numpy(actual).float() - expected.float()).abs().max().item()
-        rows.append(dict(size=(height, width), max_abs_error=error, onnx_ms=onnx_ms / batch, torch_ms=torch_ms / batch))
+            runs = {"onnx": lambda: session.run(None, feed)[0], "torch": lambda: model(x.to(device)).cpu()}
+            times, results = benchmark.time_alternating(runs, repeats)
+        error = (torch.from_numpy(results["onnx"]).float() - results["torch"].float()).abs().max().item()
+        per_image = {name: [1e3 * t / batch for t in values] for name, values in times.items()}
+        rows.append(dict(
+            size=(height, width), max_abs_error=error,
+            onnx_ms=statistics.median(per_image["onnx"]), torch_ms=statistics.median(per_image["torch"]),
+            onnx_ms_range=(min(per_image["onnx"]), max(per_image["onnx"])),
+            torch_ms_range=(min(per_image["torch"]), max(per_image["torch"])),
+            ratio_range=benchmark.ratio_range(times["onnx"], times["torch"]), repeats=max(1, repeats),
+        ))  # fmt: skip
     return rows
-
-
-def _timed(run, repeats: int):
-    """(median milliseconds of `repeats` runs after one warm-up, the last result)."""
-    result = run()
-    times = []
-    for _ in range(max(1, repeats)):
-        start = time.perf_counter()
-        result = run()
-        times.append(time.perf_counter() - start)
-    return 1e3 * sorted(times)[len(times) // 2], result
-
-
-# ---------------------------------------------------------------------------------------------------
-# The `swinir export` command
-
-

@@ -25,11 +25,31 @@ _CHUNK = 1 << 20
 
 
 class HubError(Exception):
-    """A named checkpoint could not be resolved, downloaded or verified; the message says why."""
+    """A named checkpoint could not be resolved, downloaded or verified; the message says why.
+
+    ``str(error)`` is worded for Python callers ("pass a local path to swinir.load"); where the advice
+    differs on the command line, :func:`command_wording` gives the command's ("pass its path to -m").
+    """
+
+    def __init__(self, message: str, *, api_hint: str = "", command_hint: str | None = None):
+        super().__init__(message + api_hint)
+        self.message = message
+        # "{option}" in it: the command-line option that took the checkpoint (-m, --init)
+        self.command_hint = api_hint if command_hint is None else command_hint
 
 
 class CheckpointNotFound(HubError, FileNotFoundError):
     """Neither an existing file nor a known checkpoint name."""
+
+
+def command_wording(error: BaseException, option: str = "-m") -> str:
+    """The message of ``error`` as the ``swinir`` command should print it: a :class:`HubError`'s advice
+    names the command-line ``option`` that took the checkpoint instead of the Python API; any other
+    error's message is unchanged. The command layer prints ``command_wording(error, "-m")`` where it
+    would print ``str(error)``."""
+    if isinstance(error, HubError):
+        return error.message + error.command_hint.format(option=option)
+    return str(error)
 
 
 def cache_dir() -> str:
@@ -84,7 +104,8 @@ def resolve(spec: str, *, verify: Callable[[str], object], progress: bool = True
         close = difflib.get_close_matches(spec, sorted(names), n=3)
         hint = f"did you mean {', '.join(close)}? " if close else ""
         raise CheckpointNotFound(f"unknown checkpoint {spec!r}: not a file and not a named checkpoint ({hint}the "
-                                 "names are those of swinir.PRESETS, listed in `swinir restore --help`)")
+                                 "names are ", api_hint="the keys of swinir.PRESETS)",
+                                 command_hint="listed in `swinir restore --help`)")
     return fetch(file_name, verify=verify, progress=progress)
 
 
@@ -155,8 +176,9 @@ def _download(url: str, handle, progress: bool) -> str:
                        "arrived") from None
     except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
         reason = getattr(error, "reason", error)
-        raise HubError(f"download failed: {url}: {reason}; download it by hand and pass its path to -m, "
-                       "or set SWINIR_DOWNLOAD_URL to a mirror") from None
+        raise HubError(f"download failed: {url}: {reason}; download it by hand and ",
+                       api_hint="pass its local path to swinir.load (or set SWINIR_DOWNLOAD_URL to a mirror)",
+                       command_hint="pass its path to {option} (or set SWINIR_DOWNLOAD_URL to a mirror)") from None
     if expected is not None and received != expected:
         raise HubError(f"download of {url} incomplete: got {received} of {expected} bytes")
     return digest.hexdigest()

@@ -158,6 +158,19 @@ def quantize(values: np.ndarray, bit_depth: int) -> np.ndarray:
     return scaled.astype(np.uint8 if bit_depth == 8 else np.uint16)
 
 
+def round_trip(pixels: np.ndarray, bit_depth: int) -> np.ndarray:
+    """The [0, 1] float32 pixels read back from a file of ``bit_depth`` that holds ``pixels`` (clipped, rounded)."""
+    return quantize(pixels, bit_depth).astype(np.float32) / np.float32(255.0 if bit_depth == 8 else 65535.0)
+
+
+def on_255_scale(pixels: np.ndarray, bit_depth: int) -> np.ndarray:
+    """[0, 1] pixels as the official script scores a file of ``bit_depth``: uint8 values for 8 bits, unrounded
+    0..255 floats for 16 bits (``swinir eval`` and the trainer's validation both score through this)."""
+    if bit_depth == 8:
+        return quantize(pixels, 8)
+    return pixels.astype(np.float64) * 255.0
+
+
 def write_image(path: str, pixels: np.ndarray, alpha: np.ndarray | None = None, bit_depth: int = 8,
                 *, overwrite: bool = False, quality: int = 95) -> None:
     """Write (H, W, C) [0, 1] ``pixels`` (+ optional (H, W) ``alpha``) to ``path`` atomically.

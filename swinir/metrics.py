@@ -36,6 +36,11 @@ def _prepare(image: np.ndarray, border: int, y_channel: bool) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim == 2:
         image = image[..., None]
+    if border < 0:
+        raise ValueError(f"border must be >= 0, got {border}")
+    if 2 * border >= min(image.shape[:2]):
+        raise ValueError(f"border {border} crops away all of a {image.shape[1]}x{image.shape[0]} image "
+                         f"(at most {(min(image.shape[:2]) - 1) // 2} for this size)")
     if border:
         image = image[border:-border, border:-border]
     if y_channel and image.shape[2] == 3:
@@ -102,3 +107,13 @@ def ssim(first: np.ndarray, second: np.ndarray, border: int = 0, y_channel: bool
         raise ValueError(f"SSIM needs at least {_SSIM_WINDOW}x{_SSIM_WINDOW} pixels after the border crop, "
                          f"got {a.shape[0]}x{a.shape[1]}")
     return float(np.mean([_ssim_plane(a[..., c], b[..., c]) for c in range(a.shape[2])]))
+
+
+def restoration_scores(output: np.ndarray, truth: np.ndarray, border: int = 0) -> tuple[float, float, float, float]:
+    """(PSNR, SSIM, PSNR_Y, SSIM_Y) of a restored image against its ground truth, both (H, W, C) on the
+    0..255 scale, as ``swinir eval`` and the trainer's validation report them. The ground truth may be
+    up to scale - 1 pixels larger (an SR input that was not a multiple of the scale): it is cropped to
+    the output's size first, as the official script does."""
+    truth = np.asarray(truth)[: np.shape(output)[0], : np.shape(output)[1]]
+    return (psnr(output, truth, border), ssim(output, truth, border),
+            psnr(output, truth, border, y_channel=True), ssim(output, truth, border, y_channel=True))

@@ -9,12 +9,18 @@ Here, along each axis:
   of the window size, except the last tile of a row/column, which ends flush with the image border
   and is padded by the model exactly as the whole image would be;
 * consecutive tiles overlap by at least ``overlap`` LR pixels. Of that overlap, the outer ``margin``
-  pixels of each tile are context only (weight 0: discarded), and the remaining
-  ``ramp = overlap - 2 * margin`` pixels are cross-faded with a raised cosine
-  ``w(t) = (1 - cos(pi (t + 0.5) / ramp)) / 2``, t = 0..ramp-1, whose mirror image in the
-  neighbour adds up to exactly 1. Sides on the image border keep weight 1 up to the edge;
-* the 2-D weight is the outer product of the two axes' weights; the output is
-  ``sum(w * tile_out) / sum(w)`` at HR resolution (weights scaled by the upscale factor).
+  pixels of each tile are context only (weight 0: discarded), and the seam is a cross-fade over
+  ``ramp = overlap - 2 * margin`` pixels starting ``margin`` pixels into the later tile: the later
+  tile fades in with the raised cosine ``w(t) = (1 - cos(pi (t + 0.5) / ramp)) / 2``, t = 0..ramp-1,
+  and the earlier one fades out with ``1 - w(t) = w(ramp - 1 - t)``. Sides on the image border keep
+  weight 1 up to the edge. Where the last tile (aligned to the grid, flush with the border) overlaps
+  its neighbour by more than ``overlap``, the seam still starts ``margin`` pixels into the later tile
+  (which takes over as soon as it has ``margin`` pixels of context), so the earlier tile's weight
+  ends at least ``margin`` pixels before its own end. Written as
+  fade-ins f_i (f_0 = 1), tile i's weight is ``f_i * prod_{j > i} (1 - f_j)``: the weights of every
+  axis sum to exactly 1 (up to float rounding), even where two seams come closer than ``ramp``;
+* the 2-D weight is the outer product of the two axes' weights, so they sum to 1 everywhere too;
+  the output is ``sum(w * tile_out)`` at HR resolution (weights scaled by the upscale factor).
 
 When the model's receptive field around a pixel fits inside the margin, the tiled output equals the
 untiled one up to float rounding. Tiles of equal shape are batched through the model together.
@@ -73,33 +79,61 @@ def check_tile_options(tile: int, overlap: int, window_size: int) -> tuple[int, 
 
 
 def plan_tiles(height: int, width: int, tile: int, overlap: int, window_size: int) -> list[Tile]:
-    """Cover an LR image of height x width with tiles (see module docstring).
+    """Cover an LR image of height x width with tiles (see module docstring), row-major.
 
     tile: wanted tile side, rounded down to a multiple of window_size (>= window_size).
     overlap: minimum overlap between neighbouring tiles; the stride is tile - overlap rounded down to a
     multiple of window_size, so the actual overlap may be larger.
     """
+    rows, columns = _axis_spans(height, width, tile, overlap, window_size)
+    return [Tile(top, bottom, left, right) for top, bottom in rows for left, right in columns]
+
+
+def _axis_spans(height: int, width: int, tile: int, overlap: int, window_size: int):
+    """The tiles' [start, stop) along the rows and along the columns."""
     tile, stride = check_tile_options(tile, overlap, window_size)
-    rows = _axis_starts(height, tile, stride, window_size)
-    columns = _axis_starts(width, tile, stride, window_size)
-    return [Tile(top, min(top + tile, height), left, min(left + tile, width)) for top in rows for left in columns]
+    return tuple([(start, min(start + tile, length)) for start in _axis_starts(length, tile, stride, window_size)]
+                 for length in (height, width))
 
 
-def _axis_weight(start: int, stop: int, length: int, margin: int, ramp: int, scale: int) -> torch.Tensor:
-    """HR weight of one tile along an axis: 0 over an inner side's margin, raised cosine over its ramp,
-    1 inside; a side that touches the image border keeps weight 1 up to the edge."""
-    size = (stop - start) * scale
-    margin_hr, ramp_hr = margin * scale, ramp * scale
-    fade_in = (1 - torch.cos(math.pi * (torch.arange(ramp_hr, dtype=torch.float32) + 0.5) / ramp_hr)) / 2
-    weight = torch.ones(size, dtype=torch.float32)
-    # plan_tiles makes every tile longer than overlap = 2 * margin + ramp, so these slices fit.
-    if start > 0:
-        weight[:margin_hr] = 0
-        weight[margin_hr:margin_hr + ramp_hr] = fade_in
-    if stop < length:
-        weight[size - margin_hr - ramp_hr:size - margin_hr] *= fade_in.flip(0)
-        weight[size - margin_hr:] = 0
-    return weight
+def _axis_weights(spans: list[tuple[int, int]], length: int, margin: int, ramp: int, scale: int) -> list[torch.Tensor]:
+    """HR weight of each tile along an axis (see the module docstring): fade-in f_i over
+    [(start_i + margin) * scale, + ramp * scale) for i > 0, f_0 = 1; weight_i = f_i * prod_{j>i} (1 - f_j)."""
+    ramp_hr = ramp * scale
+    positions = torch.arange(length * scale, dtype=torch.float64)
+    fades = [torch.ones(length * scale, dtype=torch.float64)]
+    for start, _ in spans[1:]:
+        t = positions - (start + margin) * scale
+        raised_cosine = (1 - torch.cos(math.pi * (t + 0.5) / ramp_hr)) / 2
+        fades.append(torch.where(t < 0, 0.0, torch.where(t >= ramp_hr, 1.0, raised_cosine)))
+    weights = [None] * len(spans)
+    later = torch.ones(length * scale, dtype=torch.float64)  # prod over the later tiles of (1 - f_j)
+    for index in reversed(range(len(spans))):
+        start, stop = spans[index]
+        weight = fades[index] * later
+        # plan_tiles makes neighbours overlap by >= overlap = 2 * margin + ramp: the later tile has faded
+        # in completely `margin` pixels before this one ends
+        assert not weight[:start * scale].any() and not weight[stop * scale:].any(), "a weight outside its tile"
+        weights[index] = weight[start * scale:stop * scale].float()
+        later = later * (1 - fades[index])
+    return weights
+
+
+def blend_weights(height: int, width: int, tile: int, overlap: int, window_size: int, *, margin: int | None = None,
+                  scale: int = 1) -> list[tuple[Tile, torch.Tensor]]:
+    """The tiles of :func:`plan_tiles` with their (h * scale, w * scale) float32 HR blending weights
+    (see the module docstring): 0 within ``margin`` of inner sides, raised-cosine seams, summing to 1
+    over the image. margin: default :func:`default_margin`; needs 0 <= 2 * margin < overlap."""
+    margin = default_margin(overlap) if margin is None else margin
+    ramp = overlap - 2 * margin
+    if margin < 0 or ramp < 1:
+        raise ValueError(f"tile margin must satisfy 0 <= 2*margin < overlap; got margin {margin}, overlap {overlap}")
+    rows, columns = _axis_spans(height, width, tile, overlap, window_size)
+    row_weights = _axis_weights(rows, height, margin, ramp, scale)
+    column_weights = _axis_weights(columns, width, margin, ramp, scale)
+    return [(Tile(top, bottom, left, right), torch.outer(row_weight, column_weight))
+            for (top, bottom), row_weight in zip(rows, row_weights)
+            for (left, right), column_weight in zip(columns, column_weights)]
 
 
 def tiled_forward(model: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, *, scale: int,
@@ -115,32 +149,24 @@ def tiled_forward(model: Callable[[torch.Tensor], torch.Tensor], image: torch.Te
     """
     if image.dim() != 4 or image.shape[0] != 1:
         raise ValueError(f"image must be (1, C, H, W), got {tuple(image.shape)}")
-    margin = default_margin(overlap) if margin is None else margin
-    ramp = overlap - 2 * margin
-    if margin < 0 or ramp < 1:
-        raise ValueError(f"tile margin must satisfy 0 <= 2*margin < overlap; got margin {margin}, overlap {overlap}")
     height, width = image.shape[-2:]
-    tiles = plan_tiles(height, width, tile, overlap, window_size)
+    weights = dict(blend_weights(height, width, tile, overlap, window_size, margin=margin, scale=scale))
     by_shape: dict[tuple[int, int], list[Tile]] = {}
-    for item in tiles:
+    for item in weights:
         by_shape.setdefault(item.shape, []).append(item)
     batches = [group[i:i + batch] for group in by_shape.values() for i in range(0, len(group), batch)]
 
     output = None
-    weight_sum = torch.zeros(1, 1, height * scale, width * scale, dtype=torch.float32)
     for chunk in (progress(batches) if progress else batches):
         inputs = torch.cat([image[..., t.top:t.bottom, t.left:t.right] for t in chunk])
         results = model(inputs).float().cpu()
         if output is None:
             output = torch.zeros(1, results.shape[1], height * scale, width * scale)
         for t, result in zip(chunk, results):
-            weight = torch.outer(_axis_weight(t.top, t.bottom, height, margin, ramp, scale),
-                                 _axis_weight(t.left, t.right, width, margin, ramp, scale))
             rows = slice(t.top * scale, t.bottom * scale)
             columns = slice(t.left * scale, t.right * scale)
-            output[0, :, rows, columns] += weight * result
-            weight_sum[0, 0, rows, columns] += weight
-    return output / weight_sum
+            output[0, :, rows, columns] += weights[t] * result
+    return output
 
 
 def activation_bytes_per_pixel(config: dict, half: bool = False) -> float:

@@ -1,15 +1,16 @@
 """Fused kernels for SwinIR's hot path: shifted-window attention with relative position bias, window
 partition/reverse with cyclic shift, and pixel shuffle with its epilogue.
 
-Public API (see :mod:`swinir_kernels.ops`): window_partition, window_reverse, window_attention,
-shifted_window_attention, pixel_shuffle; backend choice: use_backend, explain_backend.
+Public API (see :mod:`swinir_kernels.ops`; each op described once in :mod:`swinir_kernels.registry`):
+window_partition, window_reverse, window_attention, shifted_window_attention, pixel_shuffle; backend
+choice: use_backend, explain_backend.
 """
 
 import importlib.machinery
 import os
 import warnings
 
-from . import _backend, _registrations
+from . import _backend
 
 try:
     from . import _C  # noqa: F401  (loading the library registers the C++ operators)
@@ -23,7 +24,7 @@ except ImportError as error:  # the package still works, on the reference (and T
         _why = f"is not built: there is no _C library in {os.path.dirname(__file__)} (a source checkout?)"
     _backend.C_EXTENSION_ERROR = (f"the C++/CUDA extension {_why}. Build it with `pip install ninja` and then "
                                   "`pip install --no-build-isolation -e .` in the repository (needs a C++ compiler; "
-                                  "see README)")
+                                  "see docs/kernels.md#building-the-extension)")
     warnings.warn(
         f"swinir_kernels: {_backend.C_EXTENSION_ERROR}. Until then only the reference and Triton backends are "
         "available.",
@@ -31,10 +32,15 @@ except ImportError as error:  # the package still works, on the reference (and T
     )
 else:
     _backend.C_EXTENSION_ERROR = None
-    _registrations.register_c_extension_ops()
-    _backend.refresh_kernels()
 
-from . import reference  # noqa: E402
+from . import reference, registry, triton  # noqa: E402
+
+if _backend.C_EXTENSION_ERROR is None:
+    registry.register_c_extension_ops()
+    _backend.refresh_kernels(registry.OPS)
+if triton.UNAVAILABLE is None:
+    triton.register_ops()
+
 from ._backend import BACKENDS, use_backend  # noqa: E402
 from .ops import (  # noqa: E402
     backends_used,

@@ -1,8 +1,8 @@
 """First-use verification of the GPU backends on the user's own device, remembered per process and on disk.
 
-The first time ``auto`` could run a kernel specialization (:func:`swinir_kernels._specialization.key`)
-of a GPU backend on a device, :func:`verify` runs it on a small input of the same specialization
-(:func:`swinir_kernels._specialization.small_input`, which hits the binary the call itself compiles)
+The first time ``auto`` could run a kernel specialization (the op's ``key``, see
+:mod:`swinir_kernels.registry`) of a GPU backend on a device, :func:`verify` runs it on a small input of
+the same specialization (the op's ``small_input``, which hits the binary the call itself compiles)
 forward and, when the call needs gradients, backward, compares with :mod:`swinir_kernels.reference`
 under :mod:`swinir_kernels.tolerances`, and times it against the reference on that input. A pass makes
 the specialization eligible for ``auto``; a failure (wrong values, or an exception) makes it ineligible
@@ -32,15 +32,16 @@ from typing import NamedTuple
 
 import torch
 
-from . import _specialization as spec
-from . import reference, tolerances
+from . import tolerances
+from .registry.op import Op
+from .registry.specialization import describe
 
 CACHE_ENV = "SWINIR_KERNELS_CACHE"
 DIRECTIONS = ("forward", "backward")
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-# Files whose change changes what a kernel computes: the Triton kernels, the autograd composition and
-# the compiled C++/CUDA library.
-KERNEL_SOURCE_PATTERNS = ("triton/*.py", "_registrations.py", "_C*.so", "_C*.pyd")
+# Files whose change changes what a kernel computes: the Triton kernels, the ops' descriptions (their
+# autograd composition) and the compiled C++/CUDA library.
+KERNEL_SOURCE_PATTERNS = ("triton/*.py", "registry/*.py", "_C*.so", "_C*.pyd")
 TIMING_REPEATS = 3
 
 
@@ -206,12 +207,12 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _run(function, op: str, args: tuple, with_backward: bool, grad_out_seed: int = 1):
+def _run(function, op: Op, args: tuple, with_backward: bool, grad_out_seed: int = 1):
     """(output, *gradients) of function(*args); gradients of the differentiable args for a random grad_out."""
     if not with_backward:
         with torch.no_grad():
             return [function(*args)]
-    indices = spec.differentiable(op, args)
+    indices = op.differentiable(args)
     args = list(args)
     for i in indices:
         args[i] = args[i].detach().requires_grad_()
@@ -223,7 +224,7 @@ def _run(function, op: str, args: tuple, with_backward: bool, grad_out_seed: int
     return [out.detach(), *grads]
 
 
-def _widened(op: str, args: tuple) -> tuple:
+def _widened(args: tuple) -> tuple:
     """The same arguments with every floating tensor in fp64 (for the exact reference)."""
     return tuple(a.double() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args)
 
@@ -240,13 +241,13 @@ def _time_ms(function, device: torch.device) -> float:
     return min(times) * 1e3
 
 
-def check(backend: str, op: str, args: tuple, with_backward: bool, implementation, timed: bool = True) -> Record:
-    """Runs `implementation` (backend's function of op) against the reference on a small input of the
-    specialization of `args`, and (timed) times both on it. Autocast is off inside: the caller's
+def check(op: Op, backend: str, args: tuple, with_backward: bool, timed: bool = True) -> Record:
+    """Runs `backend`'s kernel of `op` against the reference on a small input of the specialization of
+    `args`, and (timed) times both on it. Autocast is off inside: the caller's
     autocast would run the reference's products in half precision, and the arguments already have
     the dtypes that autocast gave them."""
     with torch.autocast(args[0].device.type, enabled=False):
-        return _check(backend, op, args, with_backward, implementation, timed)
+        return _check(op, backend, args, with_backward, timed)
 
 
 @contextlib.contextmanager
@@ -261,12 +262,12 @@ def _full_precision_matmuls():
         torch.backends.cuda.matmul.allow_tf32 = allowed
 
 
-def _check(backend, op, args, with_backward, implementation, timed) -> Record:
+def _check(op: Op, backend: str, args: tuple, with_backward: bool, timed: bool) -> Record:
     started = time.perf_counter()
     device = args[0].device
-    inputs = spec.small_input(op, args)
-    precision = spec.fp32_precision(args[0]) if op in spec.ATTENTION_OPS else "ieee"
-    reference_function = getattr(reference, op)
+    inputs = op.small_input(args, 0)
+    precision = op.fp32_precision(args)
+    implementation, reference_function = op.implementation(backend), op.reference
     try:
         actual = _run(implementation, op, inputs, with_backward)
         _synchronize(device)
@@ -279,9 +280,9 @@ def _check(backend, op, args, with_backward, implementation, timed) -> Record:
         same_dtype = _run(reference_function, op, inputs, with_backward)
     # The fp64 reference is the yardstick of fp16/bf16 only (fp32/fp64 are held to the same-dtype one).
     half = args[0].dtype in tolerances.HALF_ERROR_FLOOR
-    exact = _run(reference_function, op, _widened(op, inputs), with_backward) if half else same_dtype
+    exact = _run(reference_function, op, _widened(inputs), with_backward) if half else same_dtype
     passed, max_error, detail = tolerances.compare(
-        actual, same_dtype, exact, exact=tolerances.is_exact(op, args), fp32_precision=precision
+        actual, same_dtype, exact, exact=op.exact(args), fp32_precision=precision
     )
     kernel_ms = reference_ms = 0.0
     if passed and timed:
@@ -290,17 +291,17 @@ def _check(backend, op, args, with_backward, implementation, timed) -> Record:
     return Record(passed, max_error, detail, time.time(), (time.perf_counter() - started) * 1e3, kernel_ms, reference_ms)
 
 
-def verify(backend: str, op: str, args: tuple, directions: tuple[str, ...], implementation) -> Record:
-    """Checks backend's `op` for the specialization of `args` in `directions` (('forward',) or both) on
-    args' device, records the result per direction (in memory and on disk) and warns once on a failure."""
+def verify(op: Op, backend: str, args: tuple, directions: tuple[str, ...], key: tuple) -> Record:
+    """Checks backend's `op` for the specialization `key` of `args` in `directions` (('forward',) or
+    both) on args' device, records the result per direction (in memory and on disk) and warns once on a
+    failure."""
     device = device_name(args[0].device)
-    key = spec.key(op, args)
-    record = check(backend, op, args, "backward" in directions, implementation)
+    record = check(op, backend, args, "backward" in directions)
     for direction in directions:
         _records[(device, backend, direction, key)] = record
         _save(device, backend, direction, key, record)
     if not record.passed:
-        warn(device, backend, op, key, record)
+        warn(device, backend, op.name, key, record)
     return record
 
 
@@ -311,7 +312,7 @@ def warn(device: str, backend: str, op: str, key: tuple, record: Record) -> None
     _warned.add((device, backend, key))
     warnings.warn(
         f"swinir_kernels: the {backend} kernel of {op} failed its first-use check on this device ({device}, "
-        f"{fingerprint(device)['device']}) for the specialization [{spec.describe(key)}]"
+        f"{fingerprint(device)['device']}) for the specialization [{describe(key)}]"
         f"{' (checked by an earlier process)' if record.cached else ''}: {record.detail}. "
         f"`auto` will not use it on this device; your results are unaffected (computed by the next backend). "
         f"Versions: {versions(device)}. Please report it on the swinir-kernels issue tracker with this message and the output of "

@@ -6,14 +6,18 @@ the official ``models/network_swinir.py`` (roll, ``window_partition``, ``window_
 ``relative_position_index``, ``calculate_mask`` with -100, ``WindowAttention.forward``) and stay
 plain, differentiable, ``torch.compile``-traceable PyTorch. Nothing here imports the rest of the package.
 
-Shapes: B batch, H x W image, C channels, ws window size, N = ws*ws tokens per window,
-nW = (H/ws)*(W/ws) windows per image, nH heads, hd = C/nH head dim.
+Shapes: B batch, H x W image, C channels, a window of wh x ww pixels (``window_size``: an int ws for a
+square ws x ws window, or ``(wh, ww)``), N = wh*ww tokens per window, nW = (H/wh)*(W/ww) windows per
+image, nH heads, hd = C/nH head dim. ``shift``: an int s (the same on both axes) or ``(sh, sw)``, the
+cyclic shift along H and W (the Swin family: SwinIR and HAT shift by (ws/2, ws/2); DAT's and RGT's
+rectangular windows 8x32 / 32x8 by (4, 16) / (16, 4)).
 """
 
 import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "pair",
     "window_partition",
     "window_reverse",
     "relative_position_index",
@@ -27,35 +31,45 @@ __all__ = [
 MASK_VALUE = -100.0  # the official additive mask between tokens of different shift regions (not -inf)
 
 
-def window_partition(x: torch.Tensor, window_size: int, shift: int = 0) -> torch.Tensor:
-    """(B, H, W, C) -> (B*nW, ws*ws, C): ``torch.roll`` by (-shift, -shift) over (H, W), then cut
-    into windows, batch-major then row-major over the window grid, tokens row-major in a window."""
-    if shift:
-        x = torch.roll(x, shifts=(-shift, -shift), dims=(1, 2))
+def pair(value) -> tuple[int, int]:
+    """(along H, along W) of a window size or shift given as an int (both axes) or a pair."""
+    if isinstance(value, (tuple, list)):
+        first, second = value
+        return int(first), int(second)
+    return int(value), int(value)
+
+
+def window_partition(x: torch.Tensor, window_size, shift=0) -> torch.Tensor:
+    """(B, H, W, C) -> (B*nW, wh*ww, C): ``torch.roll`` by (-sh, -sw) over (H, W), then cut into
+    windows, batch-major then row-major over the window grid, tokens row-major in a window."""
+    (wh, ww), (sh, sw) = pair(window_size), pair(shift)
+    if sh or sw:
+        x = torch.roll(x, shifts=(-sh, -sw), dims=(1, 2))
     B, H, W, C = x.shape
-    ws = window_size
-    x = x.reshape(B, H // ws, ws, W // ws, ws, C)
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, ws * ws, C)
+    x = x.reshape(B, H // wh, wh, W // ww, ww, C)
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, wh * ww, C)
 
 
-def window_reverse(windows: torch.Tensor, window_size: int, H: int, W: int, shift: int = 0) -> torch.Tensor:
-    """(B*nW, ws*ws, C) -> (B, H, W, C): the exact inverse of :func:`window_partition`."""
-    ws = window_size
+def window_reverse(windows: torch.Tensor, window_size, H: int, W: int, shift=0) -> torch.Tensor:
+    """(B*nW, wh*ww, C) -> (B, H, W, C): the exact inverse of :func:`window_partition`."""
+    (wh, ww), (sh, sw) = pair(window_size), pair(shift)
     C = windows.shape[-1]
-    x = windows.reshape(-1, H // ws, W // ws, ws, ws, C).permute(0, 1, 3, 2, 4, 5).reshape(-1, H, W, C)
-    if shift:
-        x = torch.roll(x, shifts=(shift, shift), dims=(1, 2))
+    x = windows.reshape(-1, H // wh, W // ww, wh, ww, C).permute(0, 1, 3, 2, 4, 5).reshape(-1, H, W, C)
+    if sh or sw:
+        x = torch.roll(x, shifts=(sh, sw), dims=(1, 2))
     return x
 
 
-def relative_position_index(window_size: int, device=None) -> torch.Tensor:
-    """(N, N) int64: for tokens i = (hi, wi), j = (hj, wj) of a window,
-    ``(hi - hj + ws - 1) * (2*ws - 1) + (wi - wj + ws - 1)``, an index into the (2ws-1)^2-row bias table."""
+def relative_position_index(window_size, device=None) -> torch.Tensor:
+    """(N, N) int64: for tokens i = (hi, wi), j = (hj, wj) of a wh x ww window,
+    ``(hi - hj + wh - 1) * (2*ww - 1) + (wi - wj + ww - 1)``, an index into the (2wh-1)(2ww-1)-row
+    bias table."""
+    wh, ww = pair(window_size)
     coords = torch.stack(
-        torch.meshgrid(torch.arange(window_size, device=device), torch.arange(window_size, device=device), indexing="ij")
+        torch.meshgrid(torch.arange(wh, device=device), torch.arange(ww, device=device), indexing="ij")
     ).flatten(1)  # (2, N)
-    rel = coords[:, :, None] - coords[:, None, :] + (window_size - 1)  # (2, N, N), each in [0, 2ws-2]
-    return rel[0] * (2 * window_size - 1) + rel[1]
+    rel = coords[:, :, None] - coords[:, None, :]  # (2, N, N)
+    return (rel[0] + wh - 1) * (2 * ww - 1) + (rel[1] + ww - 1)
 
 
 def relative_position_bias(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -64,19 +78,22 @@ def relative_position_bias(table: torch.Tensor, index: torch.Tensor) -> torch.Te
     return table[index.reshape(-1)].reshape(N, N, -1).permute(2, 0, 1).contiguous()
 
 
-def shift_attention_mask(H: int, W: int, window_size: int, shift: int, device=None, dtype=torch.float32) -> torch.Tensor:
+def shift_attention_mask(H: int, W: int, window_size, shift, device=None, dtype=torch.float32) -> torch.Tensor:
     """(nW, N, N) additive mask of the shifted windows: the (H, W) grid is labelled with 9 regions by
-    the slices [0:-ws], [-ws:-shift], [-shift:] along each axis; tokens of one window in different
-    regions get -100, others 0. All zeros when shift == 0 (the slices degenerate, as in the official code)."""
-    ws = window_size
+    the slices [0:-wh], [-wh:-sh], [-sh:] along H and [0:-ww], [-ww:-sw], [-sw:] along W (DAT's
+    ``calculate_mask``; SwinIR's with wh = ww, sh = sw); tokens of one window in different regions get
+    -100, others 0. An axis without shift is not cut (its slices degenerate, as in the official code):
+    all zeros when neither axis is shifted."""
+    (wh, ww), (sh, sw) = pair(window_size), pair(shift)
     labels = torch.zeros((1, H, W, 1), device=device)
-    slices = (slice(0, -ws), slice(-ws, -shift), slice(-shift, None))
+    h_slices = (slice(0, -wh), slice(-wh, -sh), slice(-sh, None))
+    w_slices = (slice(0, -ww), slice(-ww, -sw), slice(-sw, None))
     region = 0
-    for h in slices:
-        for w in slices:
+    for h in h_slices:
+        for w in w_slices:
             labels[:, h, w, :] = region
             region += 1
-    windows = window_partition(labels, ws).squeeze(-1)  # (nW, N)
+    windows = window_partition(labels, (wh, ww)).squeeze(-1)  # (nW, N)
     differ = windows.unsqueeze(1) != windows.unsqueeze(2)
     return torch.zeros(differ.shape, device=device, dtype=dtype).masked_fill(differ, MASK_VALUE)
 
@@ -102,11 +119,12 @@ def window_attention(qkv, rel_bias, mask=None, num_heads: int = 1, scale: float 
     return (attn @ v).transpose(1, 2).reshape(Bw, N, C)
 
 
-def shifted_window_attention(qkv, rel_bias, num_heads: int, window_size: int, shift: int, scale: float | None = None):
-    """Image layout: qkv (B, H, W, 3C) -> (B, H, W, C). roll(-shift) -> partition -> window attention
-    with the official shift mask -> reverse -> roll(+shift)."""
+def shifted_window_attention(qkv, rel_bias, num_heads: int, window_size, shift, scale: float | None = None):
+    """Image layout: qkv (B, H, W, 3C) -> (B, H, W, C). roll(-sh, -sw) -> partition -> window attention
+    with the official shift mask -> reverse -> roll(+sh, +sw)."""
     B, H, W, _ = qkv.shape
-    mask = shift_attention_mask(H, W, window_size, shift, device=qkv.device) if shift else None
+    shifted = any(pair(shift))
+    mask = shift_attention_mask(H, W, window_size, shift, device=qkv.device) if shifted else None
     windows = window_attention(window_partition(qkv, window_size, shift), rel_bias, mask, num_heads, scale)
     return window_reverse(windows, window_size, H, W, shift)
 

@@ -4,9 +4,11 @@ device, in one table.
 Each row runs the first-use check that ``auto`` runs (:func:`swinir_kernels._verification.check`: a
 small input of the specialization of a SwinIR-M call, forward and backward, against the reference
 under :mod:`swinir_kernels.tolerances`) and then times the op, forward and forward + backward, against
-the reference at the SwinIR-M shape itself (64x64 LR image, 180 channels, 6 heads, window 8, shift 4;
-32x32 with --quick). On a GPU the passing and failing checks are also recorded in the verification
-cache, so ``auto`` in later processes reuses them.
+the reference at the SwinIR-M shape itself (64x64 LR image, 180 channels, 6 heads, window 8, shift 4),
+by the timing rules of :mod:`swinir_kernels.timing` (alternating runs, the median with its range, a
+warning when the range makes the ratio meaningless). ``--quick`` checks only (no timing, a 32x32 call).
+On a GPU the passing and failing checks are also recorded in the verification cache, so ``auto`` in
+later processes reuses them.
 
 ``--device cpu`` checks the C++ backend and, under ``TRITON_INTERPRET=1``, Triton on CPU tensors; the
 interpreter computes bfloat16 arithmetic wrongly, so those rows are skipped with that reason, and its
@@ -16,42 +18,27 @@ Exit status 1 when any check fails.
 """
 
 import argparse
+import statistics
 import sys
 import time
 
 import torch
 
-from . import _backend, _verification, ops, reference
+from . import __version__, _backend, _verification, registry, timing
+
+TIMING_REPEATS = 11
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
-EMBED, HEADS, WINDOW, SHIFT = 180, 6, 8, 4  # SwinIR-M
 
 
-def swinir_m_calls(size: int, dtype: torch.dtype, device: str) -> dict[str, tuple]:
-    """op -> the reference's positional arguments of one SwinIR-M call on a size x size LR image."""
-    generator = torch.Generator().manual_seed(0)
-
-    def randn(*shape, scale=1.0):
-        return (torch.randn(shape, generator=generator) * scale).to(dtype=dtype, device=device)
-
-    tokens = WINDOW * WINDOW
-    return {
-        "window_partition": (randn(1, size, size, EMBED), WINDOW, SHIFT),
-        "window_reverse": (randn((size // WINDOW) ** 2, tokens, EMBED), WINDOW, size, size, SHIFT),
-        "window_attention": (randn((size // WINDOW) ** 2, tokens, 3 * EMBED), randn(HEADS, tokens, tokens),
-                             reference.shift_attention_mask(size, size, WINDOW, SHIFT, device=device, dtype=dtype),
-                             HEADS, (EMBED // HEADS) ** -0.5),
-        "shifted_window_attention": (randn(1, size, size, 3 * EMBED), randn(HEADS, tokens, tokens), HEADS, WINDOW, SHIFT,
-                                     (EMBED // HEADS) ** -0.5),
-        # The x4 tail: 3 colour channels from 48, with the 1/img_range scale and mean bias, cropped.
-        "pixel_shuffle": (randn(1, 48, size, size), 4, randn(3, scale=0.1) + 1, randn(3, scale=0.1), 4 * size - 2, 4 * size),
-    }  # fmt: skip
-
-
-def _time(function, op, args, with_backward, device) -> float:
-    run = lambda: _verification._run(function, op, args, with_backward)  # noqa: E731
-    run()  # warm-up: compiles outside the timing
-    return _verification._time_ms(run, device)
+def _time(op, args, backend, with_backward, device) -> tuple[float, float, float, float]:
+    """(ours ms, reference ms, lowest and highest speed-up over the runs): medians of alternating runs."""
+    runs = {name: (lambda f=f: _verification._run(f, op, args, with_backward))
+            for name, f in (("ours", op.implementation(backend)), ("reference", op.reference))}  # fmt: skip
+    synchronize = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
+    times, _ = timing.time_alternating(runs, TIMING_REPEATS, synchronize=synchronize)
+    _, low, high = timing.ratio_range(times["reference"], times["ours"])
+    return (statistics.median(times["ours"]) * 1e3, statistics.median(times["reference"]) * 1e3, low, high)
 
 
 def rows(device: str, quick: bool):
@@ -60,22 +47,20 @@ def rows(device: str, quick: bool):
     backends = _backend.GPU_BACKENDS if torch_device.type == "cuda" else ("cpu", "triton")
     size = 32 if quick else 64
     for dtype in DTYPES:
-        calls = swinir_m_calls(size, dtype, device)
-        interpreter_calls = swinir_m_calls(24, dtype, device)
-        for op, full_call in calls.items():
+        for op in registry.OPS.values():
+            full_call = op.example(size, dtype, device)
             for backend in backends:
-                row = dict(op=op, backend=backend, dtype=str(dtype).removeprefix("torch."))
+                row = dict(op=op.name, backend=backend, dtype=str(dtype).removeprefix("torch."))
                 interpreted = backend == "triton" and torch_device.type == "cpu"
-                args = interpreter_calls[op] if interpreted else full_call
-                why_not = _backend._cannot_run(backend, op, args[0])
+                args = op.example(24, dtype, device) if interpreted else full_call
+                why_not = op.cannot_run(backend, args[0], **op.sizes(args))
                 if why_not is not None:
                     yield {**row, "result": "skipped", "note": why_not}
                     continue
-                function = ops.implementation(backend, op)
                 if torch_device.type == "cuda":
-                    record = _verification.verify(backend, op, args, _verification.DIRECTIONS, function)
+                    record = _verification.verify(op, backend, args, _verification.DIRECTIONS, op.key(args))
                 else:
-                    record = _verification.check(backend, op, args, True, function, timed=not interpreted)
+                    record = _verification.check(op, backend, args, True, timed=not interpreted)
                 row.update(result="pass" if record.passed else "FAIL", max_error=record.max_error, check_ms=record.check_ms,
                            note=record.detail)
                 if not record.passed:
@@ -83,21 +68,25 @@ def rows(device: str, quick: bool):
                     continue
                 if interpreted:
                     row.update(timed="not timed (interpreter)")
+                elif quick:
+                    row.update(timed="not timed (--quick)")
                 else:
-                    timings = {
-                        direction: tuple(_time(f, op, args, direction == "backward", torch_device)
-                                         for f in (function, getattr(reference, op)))
-                        for direction in ("forward", "backward")
-                    }
+                    timings = {direction: _time(op, args, backend, direction == "backward", torch_device)
+                               for direction in ("forward", "backward")}  # fmt: skip
                     row.update(timings, timed=f"{size}x{size}")
+                    noisy = [timing.spread_note(low, high, TIMING_REPEATS, f"the {direction} speed-up", "nothing else running")
+                             for direction, (_, _, low, high) in timings.items()]  # fmt: skip
+                    noisy = [note for note in noisy if note]
+                    if noisy:
+                        row["note"] = noisy[0]
                 yield row
 
 
-def _speed(pair) -> str:
-    if pair is None:
+def _speed(timed) -> str:
+    if timed is None:
         return ""
-    ours, theirs = pair
-    return f"{ours:.3g} / {theirs:.3g} ({theirs / ours:.2f}x)" if ours > 0 else ""
+    ours, theirs, low, high = timed
+    return f"{ours:.3g} / {theirs:.3g} ({theirs / ours:.2f}x, {low:.2f}x..{high:.2f}x)" if ours > 0 else ""
 
 
 def format_row(row: dict) -> str:
@@ -109,7 +98,7 @@ def format_row(row: dict) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m swinir_kernels.selftest", description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cuda, cuda:1, cpu")
-    parser.add_argument("--quick", action="store_true", help="time at a 32x32 LR image instead of 64x64")
+    parser.add_argument("--quick", action="store_true", help="checks only, no timing (a 32x32 LR image's call)")
     options = parser.parse_args(argv)
     device = torch.device(options.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -117,10 +106,13 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     versions = _verification.versions(_verification.device_name(device)) if device.type == "cuda" else f"torch {torch.__version__}"
-    print(f"swinir_kernels selftest on {options.device} ({name}); {versions}")
+    print(f"swinir_kernels {__version__} selftest on {options.device} ({name}); {versions}")
     print("check: a small input of the SwinIR-M call's specialization, forward + backward, vs the reference "
           "(swinir_kernels.tolerances)")
-    print("times: ms ours / reference (speed-up), best of 3 after a warm-up\n")
+    if not options.quick:
+        print(f"times: ms ours / reference (speed-up, its range over the runs), median of {TIMING_REPEATS} alternating "
+              "runs after a warm-up")
+    print()
     print("| op | backend | dtype | check | max error | forward ms | fwd+bwd ms | timed at | note |")
     print("|---|---|---|---|---|---|---|---|---|")
     failed = 0

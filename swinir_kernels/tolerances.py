@@ -1,8 +1,8 @@
 """How close a kernel must be to :mod:`swinir_kernels.reference`: the one definition that the tests
 and the first-use verification on a user's device (:mod:`swinir_kernels._verification`) both apply.
 
-* Ops that only move bits (window_partition, window_reverse, a pixel_shuffle without scale and bias):
-  bit-exact.
+* Calls that only move bits (each op's ``exact`` in :mod:`swinir_kernels.registry`: window_partition,
+  window_reverse, a pixel_shuffle without scale and bias): bit-exact.
 * fp64 and fp32: ``|actual - expected| <= atol + rtol * |expected|`` against the reference computed
   in the same dtype, with the (atol, rtol) of :data:`TOLERANCES`; fp32 attention with TF32 dots
   (``SWINIR_KERNELS_FP32_PRECISION=tf32``) gets :data:`TF32_TOLERANCE` (10-bit mantissas).
@@ -13,18 +13,9 @@ and the first-use verification on a user's device (:mod:`swinir_kernels._verific
 
 import torch
 
-EXACT_OPS = frozenset({"window_partition", "window_reverse"})
-
 TOLERANCES = {torch.float64: dict(atol=1e-10, rtol=1e-10), torch.float32: dict(atol=1e-5, rtol=1e-5)}
 TF32_TOLERANCE = dict(atol=2e-2, rtol=2e-2)
 HALF_ERROR_FLOOR = {torch.float16: 1e-3, torch.bfloat16: 1e-2}
-
-
-def is_exact(op: str, args: tuple) -> bool:
-    """Whether `op` called with `args` (the reference's positional arguments) must be bit-exact."""
-    if op in EXACT_OPS:
-        return True
-    return op == "pixel_shuffle" and args[2] is None and args[3] is None
 
 
 def tolerance(dtype: torch.dtype, fp32_precision: str = "ieee") -> dict:

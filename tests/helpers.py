@@ -9,7 +9,7 @@ import textwrap
 import pytest
 import torch
 
-from swinir_kernels import _backend
+from swinir_kernels import _backend, registry
 
 HAS_CUDA = torch.cuda.is_available()
 HAS_C_EXTENSION = _backend.C_EXTENSION_ERROR is None
@@ -39,8 +39,8 @@ def devices():
 
 def backend_available(backend: str, op: str, tensor: torch.Tensor, **shape) -> str | None:
     """None if `backend` can run `op` on `tensor` here, else why not (for pytest.skip); `shape`: an
-    attention call's tokens and head_dim (see _backend._cannot_run)."""
-    return _backend._cannot_run(backend, op, tensor, **shape)
+    attention call's tokens and head_dim (what the op's description declares per backend)."""
+    return registry.get(op).cannot_run(backend, tensor, **shape)
 
 
 def skip_unless_runs(backend: str, op: str, tensor: torch.Tensor, **shape) -> None:

@@ -38,11 +38,11 @@
 #include <vector>
 
 #include "../checks.h"
+#include "../limits.h"
 
 namespace swinir_kernels {
 namespace {
 
-constexpr int64_t kMaxHeadDim = 64;
 constexpr double kShiftMaskValue = -100.0;  // the official additive mask, not -inf
 // For the bias gradient the windows are split into chunks of at least kMinWindowsPerBiasChunk windows,
 // at most kMaxBiasGradChunks chunks; each chunk owns an (nH, N, padded_tokens(N)) partial. The count
@@ -397,7 +397,8 @@ int64_t check_qkv_channels(const at::Tensor& qkv, int64_t num_heads) {
   const int64_t C = three_c / 3;
   TORCH_CHECK_VALUE(C % num_heads == 0, "C = qkv.shape[-1] // 3: expected a multiple of num_heads=", num_heads,
                     ", got ", C);
-  TORCH_CHECK_VALUE(C / num_heads <= kMaxHeadDim, "head_dim = C // num_heads: expected at most ", kMaxHeadDim,
+  TORCH_CHECK_VALUE(C / num_heads <= limits::kAttentionMaxHeadDim, "head_dim = C // num_heads: expected at most ",
+                    limits::kAttentionMaxHeadDim,
                     ", got ", C / num_heads);
   return C;
 }

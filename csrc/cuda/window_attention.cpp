@@ -26,8 +26,8 @@ struct ImageWindows {
 
 // The CUDA kernel's limits on top of the shared checks; `tokens_name` names what sets N.
 void check_kernel_limits(const AttentionDims& d, const at::Tensor& qkv, const char* tokens_name) {
-  TORCH_CHECK_VALUE(d.tokens <= cuda::kAttentionMaxTokens, tokens_name, ": the CUDA kernel handles at most ",
-                    cuda::kAttentionMaxTokens, " tokens per window, got ", d.tokens);
+  TORCH_CHECK_VALUE(d.tokens <= cuda::kCudaAttentionMaxTokens, tokens_name, ": the CUDA kernel handles at most ",
+                    cuda::kCudaAttentionMaxTokens, " tokens per window, got ", d.tokens);
   cuda::element_type_of(qkv, "qkv");
 }
 

@@ -21,10 +21,10 @@ namespace {
 constexpr int kForwardThreads = 128;
 constexpr int kBackwardThreads = 256;
 constexpr int kWarp = 32;
-constexpr int kColumnsPerLane = (kAttentionMaxTokens + kWarp - 1) / kWarp;
+constexpr int kColumnsPerLane = (kCudaAttentionMaxTokens + kWarp - 1) / kWarp;
 constexpr float kShiftMaskValue = -100.0f;  // the official additive mask (not -inf)
 // Shared-memory token tables in front of the tiles: each token's pixel index (int64) and shift region (int).
-constexpr size_t kTableBytes = kAttentionMaxTokens * (sizeof(int64_t) + sizeof(int));
+constexpr size_t kTableBytes = kCudaAttentionMaxTokens * (sizeof(int64_t) + sizeof(int));
 static_assert(kTableBytes % 16 == 0, "tiles after the token tables must stay 16-byte aligned");
 
 __host__ __device__ inline int64_t group_count(int64_t num_windows) {
@@ -57,7 +57,7 @@ struct SharedTiles {
 
   __device__ SharedTiles(unsigned char* raw, int tokens, int head_dim, bool backward) {
     pixel = reinterpret_cast<int64_t*>(raw);
-    region = reinterpret_cast<int*>(raw + kAttentionMaxTokens * sizeof(int64_t));
+    region = reinterpret_cast<int*>(raw + kCudaAttentionMaxTokens * sizeof(int64_t));
     stride = tile_stride(head_dim);
     const int tile = tokens * stride;
     q = reinterpret_cast<Acc*>(raw + kTableBytes);
@@ -285,7 +285,7 @@ __global__ void sum_bias_partials_kernel(const Acc* __restrict__ partials, Acc* 
 }
 
 bool sizes_supported(const WindowAttentionParams& p) {
-  return p.tokens >= 1 && p.tokens <= kAttentionMaxTokens && p.head_dim >= 1 &&
+  return p.tokens >= 1 && p.tokens <= kCudaAttentionMaxTokens && p.head_dim >= 1 &&
          p.head_dim <= kAttentionMaxHeadDim && p.num_heads >= 1 && (p.mask == nullptr || p.mask_windows >= 1);
 }
 

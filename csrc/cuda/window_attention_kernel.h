@@ -9,13 +9,14 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "../limits.h"
 #include "element_type.h"
 
 namespace swinir_kernels {
 namespace cuda {
 
-constexpr int kAttentionMaxTokens = 64;   // N = ws*ws: 49 or 64 in SwinIR
-constexpr int kAttentionMaxHeadDim = 64;  // hd = C / nH
+using limits::kAttentionMaxHeadDim;
+using limits::kCudaAttentionMaxTokens;
 // Windows whose bias gradients one backward block sums before writing its partial; fixed, so the
 // summation order (and the result) does not depend on the GPU or the launch.
 constexpr int kAttentionWindowsPerGroup = 16;

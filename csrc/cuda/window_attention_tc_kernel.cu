@@ -50,7 +50,7 @@ constexpr int kThreads = kWarps * kWarp;
 // registers at 128 or 168 and spills; without it these kernels take 127-255 registers and never spill.
 constexpr int kTile = 16;                        // wmma M and N: one strip of rows per warp
 constexpr int kPaddedTokens = kWarps * kTile;    // N <= 64 padded to 64
-static_assert(kPaddedTokens == kAttentionMaxTokens, "one 16-row strip per warp must cover the largest window");
+static_assert(kPaddedTokens == kCudaAttentionMaxTokens, "one 16-row strip per warp must cover the largest window");
 constexpr int kStripStride = kPaddedTokens + 4;  // fp32 strips: rows stay 16-byte aligned, banks staggered
 // Softmax: two lanes per row of a warp's strip, lane 2r + h taking the columns j = 2c + h.
 constexpr int kColumnsPerLane = kPaddedTokens / 2;
@@ -666,7 +666,7 @@ __global__ void window_attention_tc_backward_kernel(WindowAttentionBackwardParam
 }
 
 bool sizes_supported(const WindowAttentionParams& p) {
-  return p.tokens >= 1 && p.tokens <= kAttentionMaxTokens && p.head_dim >= 1 && p.head_dim <= kAttentionMaxHeadDim &&
+  return p.tokens >= 1 && p.tokens <= kCudaAttentionMaxTokens && p.head_dim >= 1 && p.head_dim <= kAttentionMaxHeadDim &&
          p.num_heads >= 1 && (p.mask == nullptr || p.mask_windows >= 1) && window_attention_uses_tensor_cores(p);
 }
 

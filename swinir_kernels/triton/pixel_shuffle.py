@@ -9,14 +9,14 @@ Both kernels gather: each program owns a (BLOCK_M, BLOCK_N) tile of the tensor i
 element is written once (no zero-fill pass for the crop). The tile's wide axis is the contiguous one
 of the written tensor: channels for channels_last, columns for NCHW (`CHANNELS_LAST` constexpr). Inputs
 may have any strides; outputs take the memory format chosen by
-:func:`swinir_kernels._registrations.shuffle_memory_format`, as the fakes do.
+:func:`swinir_kernels.registry.pixel_shuffle.shuffle_memory_format`, as the fakes do.
 """
 
 import torch
 import triton
 import triton.language as tl
 
-from .. import _registrations
+from ..registry.pixel_shuffle import register_fake_and_autograd, shuffle_memory_format
 from .window_partition import as_bits, on_device, tile_sizes
 
 
@@ -137,7 +137,7 @@ def _per_channel(name: str, t: torch.Tensor | None, channels: int, compute: torc
 def _launch(kernel, written: torch.Tensor, pointers: tuple, sizes: tuple, strides: tuple, **constexprs) -> None:
     """Launches `kernel(*pointers, M, N, *sizes, *strides)` over (M, N) tiles of `written` (NCHW-indexed),
     N its contiguous axis."""
-    channels_last = _registrations.shuffle_memory_format(written) == torch.channels_last
+    channels_last = shuffle_memory_format(written) == torch.channels_last
     D0, D1, D2, D3 = written.shape
     M, N = (D0 * D2 * D3, D1) if channels_last else (D0 * D1 * D2, D3)
     block_m, block_n = tile_sizes(N)
@@ -161,7 +161,7 @@ def pixel_shuffle(x, upscale_factor, scale, bias, out_h, out_w):
     B, C, H, W = x.shape[0], x.shape[1] // (r * r), x.shape[2], x.shape[3]
     if not (0 <= out_h <= H * r and 0 <= out_w <= W * r):
         raise ValueError(f"out_h, out_w: expected at most ({H * r}, {W * r}), got ({out_h}, {out_w})")
-    out = torch.empty((B, C, out_h, out_w), dtype=x.dtype, device=x.device, memory_format=_registrations.shuffle_memory_format(x))
+    out = torch.empty((B, C, out_h, out_w), dtype=x.dtype, device=x.device, memory_format=shuffle_memory_format(x))
     if out.numel() == 0:
         return out
     affine = scale is not None or bias is not None
@@ -198,7 +198,7 @@ def pixel_shuffle_backward(grad_out, upscale_factor, scale, H, W):
         (B, C * r * r, H, W),
         dtype=grad_out.dtype,
         device=grad_out.device,
-        memory_format=_registrations.shuffle_memory_format(grad_out),
+        memory_format=shuffle_memory_format(grad_out),
     )
     if grad_x.numel() == 0:
         return grad_x
@@ -216,4 +216,4 @@ def pixel_shuffle_backward(grad_out, upscale_factor, scale, H, W):
     return grad_x
 
 
-_registrations.register_pixel_shuffle("swinir_kernels::pixel_shuffle_triton", "swinir_kernels::_pixel_shuffle_backward_triton")
+register_fake_and_autograd("swinir_kernels::pixel_shuffle_triton", "swinir_kernels::_pixel_shuffle_backward_triton")

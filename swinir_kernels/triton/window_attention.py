@@ -69,7 +69,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .. import _registrations
+from ..registry.window_attention import fp32_precision, register_fake_and_autograd
+from .limits import MAX_HEAD_DIM, MAX_TOKENS
 from .launch_configs import launch_config
 
 INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
@@ -79,12 +80,10 @@ INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
 # 240 programs, one wave of two resident programs on each of 132 SMs (64 made 384: a second, partial wave).
 MAX_BIAS_PROGRAMS_PER_HEAD = 40
 
-MAX_TOKENS = 64  # tokens per window held in registers (ws <= 8)
 # Kernel constants (Triton kernels read only constexpr globals).
 _LOG2E = tl.constexpr(1.4426950408889634)
 _MASK_VALUE = tl.constexpr(-100.0)  # the official shift mask's additive value (reference.MASK_VALUE)
 _SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-_FP32_PRECISION_ENV = "SWINIR_KERNELS_FP32_PRECISION"
 
 
 def _fp32_fma_dot(key: dict) -> bool:
@@ -151,11 +150,12 @@ def _token_rows(window, tokens, N: tl.constexpr, WINDOW_SIZE: tl.constexpr, H, W
 def _scale_in_compute_dtype(scale_hi, scale_lo, qkv_ptr):
     """scale as fp64 for fp64 qkv, else fp32. A float argument reaches a compiled kernel as fp32, so
     the scale comes as two: hi = fp32(scale), lo = fp32(scale - hi); their fp64 sum carries ~48 bits
-    (fp64 attention stays fp64-accurate), their fp32 sum is hi."""
+    (fp64 attention stays fp64-accurate), their fp32 sum is hi. tl.cast rather than .to(): under the
+    plain interpreter a float argument is a Python float, which has no .to()."""
     if qkv_ptr.dtype.element_ty == tl.float64:  # resolved at compile time: one branch is generated
-        scale = scale_hi.to(tl.float64) + scale_lo.to(tl.float64)
+        scale = tl.cast(scale_hi, tl.float64) + tl.cast(scale_lo, tl.float64)
     else:
-        scale = scale_hi + scale_lo
+        scale = tl.cast(scale_hi, tl.float32) + tl.cast(scale_lo, tl.float32)
     return scale
 
 
@@ -365,20 +365,10 @@ def _window_attention_bwd_kernel(
         tl.store(partial_ptrs, grad_bias, mask=pair_valid)
 
 
-def _fp32_dot_precision() -> str:
-    choice = os.environ.get(_FP32_PRECISION_ENV, "")
-    if choice:
-        if choice not in ("ieee", "tf32"):
-            raise ValueError(f"{_FP32_PRECISION_ENV}: expected 'ieee' or 'tf32', got {choice!r}")
-        return choice
-    if INTERPRETING:
-        return "ieee"
-    return "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"
-
-
-def _dot_precision(dtype: torch.dtype) -> str:
+def _dot_precision(qkv: torch.Tensor) -> str:
+    dtype = qkv.dtype
     if dtype == torch.float32:
-        return _fp32_dot_precision()
+        return fp32_precision(qkv)
     if dtype == torch.float64:
         return "ieee"
     return "tf32"  # Triton's default; the setting only changes fp32 operands
@@ -389,12 +379,14 @@ def _device_guard(t: torch.Tensor):
     return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
 
 
-def _check_launch(qkv: torch.Tensor, tokens: int) -> None:
+def _check_launch(qkv: torch.Tensor, tokens: int, head_dim: int) -> None:
     """What the kernels need beyond the public functions' checks (these ops may be called directly)."""
     if qkv.dtype not in _SUPPORTED_DTYPES:
         raise TypeError(f"qkv: expected dtype float16, bfloat16, float32 or float64, got {qkv.dtype}")
     if tokens > MAX_TOKENS:
         raise ValueError(f"tokens per window (ws*ws): the Triton kernel holds at most {MAX_TOKENS}, got {tokens}")
+    if head_dim > MAX_HEAD_DIM:
+        raise ValueError(f"head_dim = C // num_heads: the Triton kernel holds at most {MAX_HEAD_DIM}, got {head_dim}")
     if qkv.device.type == "cpu" and not INTERPRETING:
         raise RuntimeError("qkv: the Triton kernels run CPU tensors only under TRITON_INTERPRET=1, got a CPU tensor")
 
@@ -411,8 +403,8 @@ class _Problem:
 
     def __init__(self, qkv, rel_bias, mask, num_heads, scale, window_size, shift, image_layout):
         tokens = qkv.shape[-2] if not image_layout else window_size * window_size
-        _check_launch(qkv, tokens)
         head_dim = qkv.shape[-1] // 3 // num_heads
+        _check_launch(qkv, tokens, head_dim)
         if image_layout:
             B, H, W, _ = qkv.shape
             self.num_windows = B * (H // window_size) * (W // window_size)
@@ -432,7 +424,7 @@ class _Problem:
             HAS_SHIFT=image_layout and shift > 0,
             BLOCK_N=max(16, triton.next_power_of_2(tokens)),
             BLOCK_D=max(16, triton.next_power_of_2(head_dim)),
-            DOT_PRECISION=_dot_precision(qkv.dtype),
+            DOT_PRECISION=_dot_precision(qkv),
         )
         # What a launch configuration may depend on: the specialization (constexprs and dtype).
         self.config_key = dict(self.constexprs, dtype=str(qkv.dtype).removeprefix("torch."))
@@ -544,15 +536,11 @@ def _shifted_window_attention_backward(
     return _backward(grad_out, qkv, rel_bias, None, num_heads, scale, window_size, shift, image_layout=True)
 
 
-_registrations.register_attention(
+register_fake_and_autograd(
     "swinir_kernels::window_attention_triton", "swinir_kernels::_window_attention_backward_triton", image_layout=False
 )
-_registrations.register_attention(
+register_fake_and_autograd(
     "swinir_kernels::shifted_window_attention_triton",
     "swinir_kernels::_shifted_window_attention_backward_triton",
     image_layout=True,
 )
-
-# The backend functions (positional arguments of swinir_kernels.reference's functions).
-window_attention = torch.ops.swinir_kernels.window_attention_triton
-shifted_window_attention = torch.ops.swinir_kernels.shifted_window_attention_triton

@@ -8,7 +8,7 @@ bfloat16 under the Triton interpreter (which mishandles bfloat16 arithmetic, not
 
 Custom ops ``swinir_kernels::window_partition_triton`` and ``swinir_kernels::window_reverse_triton``
 take the same arguments as the C++ schemas; fakes and autograd come from
-:func:`swinir_kernels._registrations.register_permutations` (each op is the other's backward).
+:func:`swinir_kernels.registry.window_partition.register_fake_and_autograd` (each op is the other's backward).
 """
 
 import contextlib
@@ -18,7 +18,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .. import _registrations
+from ..registry.window_partition import register_fake_and_autograd
+from .limits import tile_width
 
 # Same-width integer types for bit-exact copies of any floating dtype.
 _BITS_DTYPE = {2: torch.int16, 4: torch.int32, 8: torch.int64, 1: torch.int8}
@@ -41,10 +42,10 @@ def as_bits(t: torch.Tensor) -> torch.Tensor:
 
 def tile_sizes(inner: int) -> tuple[int, int]:
     """(rows, inner width) of one program's tile: the inner width a power of two >= `inner` (at most
-    256, wider extents loop), and rows so that a tile holds ~1K elements on a GPU (4 warps, 8 elements
+    MAX_TILE_WIDTH, wider extents loop), and rows so that a tile holds ~1K elements on a GPU (4 warps, 8 elements
     and their int64 offsets per thread: 100-128 registers on sm_90; 4K-element tiles spilled), or ~32K
     under the interpreter, where every program costs milliseconds of Python overhead."""
-    width = min(triton.next_power_of_2(max(inner, 1)), 256)
+    width = tile_width(inner)
     elements = 32768 if interpreting() else 1024
     return max(1, elements // width), width
 
@@ -174,4 +175,4 @@ def window_reverse(windows: torch.Tensor, window_size: int, H: int, W: int, shif
     return image
 
 
-_registrations.register_permutations("swinir_kernels::window_partition_triton", "swinir_kernels::window_reverse_triton")
+register_fake_and_autograd("swinir_kernels::window_partition_triton", "swinir_kernels::window_reverse_triton")

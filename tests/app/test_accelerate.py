@@ -7,7 +7,7 @@ from tests.support.official_swinir import SwinIR as OfficialSwinIR
 from tests.helpers import randomize
 
 import swinir
-from swinir.accelerate import is_swin_block
+from swinir.fusing import is_swin_block
 
 CONFIGS = [
     dict(img_size=16, embed_dim=12, depths=[2, 2], num_heads=[2, 3], window_size=8, upsampler="pixelshuffle", upscale=2),

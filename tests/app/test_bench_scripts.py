@@ -1,7 +1,7 @@
 """The benchmark tooling works end to end on a CPU (tiny sizes), so the GPU runs of
 bench/gpu_check.sh do not fail on a script error: the whole-model scripts with explicit backends,
-the collection of the op benchmarks, the JSON -> CSV/README script, and the regression guard
-(pytest-benchmark's --benchmark-compare-fail) the README documents. The op benchmarks themselves run
+the collection of the op benchmarks, the JSON -> CSV/markdown script, and the regression guard
+(pytest-benchmark's --benchmark-compare-fail) docs/benchmarks.md documents. The op benchmarks themselves run
 as smoke tests in CI (`python -m pytest bench/ --benchmark-disable`, .ci/run)."""
 
 import csv
@@ -23,6 +23,8 @@ SMALL_RUN = ["bench/bench_window_partition.py", "-k", "test_window_partition and
 def run(*args, env_extra=None, check=True):
     env = dict(os.environ, PYTHONPATH=ROOT, **(env_extra or {}))
     env.pop("TRITON_INTERPRET", None)  # the scripts' own choice, as a user runs them
+    if args[:2] == ("-m", "pytest"):  # no .pytest_cache in the checkout (test_no_test_writes_into_the_checkout)
+        args = (*args[:2], "-p", "no:cacheprovider", *args[2:])
     result = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
     if check:
         assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
@@ -127,8 +129,81 @@ def test_build_records_the_commit_for_trees_without_git(tmp_path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="would build the CUDA extension for real")
 def test_gpu_check_keeps_a_relative_outdir_after_changing_directory(tmp_path):
     # On a CPU torch the CUDA build fails at once; its log must still land in OUTDIR, given relative
-    # to where the script was started (the script changes to the checkout before building).
-    result = subprocess.run(["bash", os.path.join(ROOT, "bench", "gpu_check.sh"), "rel/out", "attn-fwd"], cwd=tmp_path,
+    # to where the script was started (the script changes to the checkout before building). The script
+    # runs `setup.py build_ext --inplace` where it lives: it runs from a copy of what the build reads,
+    # so that nothing (build/, _build_info.py, a half-built _C) is written into this checkout.
+    tree = tmp_path / "tree"
+    copy_build_inputs(tree)
+    (tmp_path / "start").mkdir()
+    result = subprocess.run(["bash", str(tree / "bench" / "gpu_check.sh"), "rel/out", "attn-fwd"], cwd=tmp_path / "start",
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 1 and "BUILD FAILED" in result.stdout, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "CUDA kernels cannot be built" in (tmp_path / "rel" / "out" / "build.log").read_text()
+    assert "CUDA kernels cannot be built" in (tmp_path / "start" / "rel" / "out" / "build.log").read_text()
+
+
+def copy_build_inputs(tree) -> None:
+    """What `setup.py build_ext` and bench/gpu_check.sh read, copied into ``tree`` (no built _C, no caches)."""
+    import shutil
+
+    skip = shutil.ignore_patterns("_C*", "__pycache__", "_build_info.py", "*.so", "results")
+    for name in ("csrc", "swinir_kernels", "bench"):
+        shutil.copytree(os.path.join(ROOT, name), tree / name, ignore=skip)
+    for name in ("setup.py", "pyproject.toml", "MANIFEST.in", "README.md"):
+        if os.path.exists(os.path.join(ROOT, name)):
+            shutil.copy2(os.path.join(ROOT, name), tree / name)
+
+
+# The tests that start processes (pytest, the bench scripts, gpu_check.sh and its setup.py build,
+# python -m swinir, torchrun): each writes only under its tmp_path, never into the checkout it tests.
+SPAWNING_TESTS = [
+    "tests/app/test_bench_scripts.py",  # all but the test below (deselected with -k)
+    "tests/app/test_cli.py::test_console_entry_point",
+    "tests/app/test_cli.py::test_help_and_usage_errors_do_not_import_torch",
+    "tests/app/test_train.py::test_python_m_swinir_train_without_a_runpy_warning",
+    "tests/app/test_newcomer.py::test_version_without_torch",
+    "tests/app/test_fresh_clone.py",
+    "tests/app/test_distributed.py::test_restore_shares_a_folder_between_two_ranks",
+]
+# Not copied: git's data, and what earlier runs left in the checkout (git-ignored caches and build output)
+NOT_COPIED = (".git", "build", ".pytest_cache", ".benchmarks", "__pycache__", ".coverage", "*.egg-info")
+
+
+def _listing(tree) -> dict:
+    """Every folder and file under ``tree``: path -> None (folder) or (size, mtime_ns) (file)."""
+    found = {}
+    for folder, dirs, names in os.walk(tree):
+        for name in dirs:
+            found[os.path.relpath(os.path.join(folder, name), tree)] = None
+        for name in names:
+            info = os.lstat(os.path.join(folder, name))
+            found[os.path.relpath(os.path.join(folder, name), tree)] = (info.st_size, info.st_mtime_ns)
+    return found
+
+
+@pytest.mark.slow
+def test_no_test_writes_into_the_checkout(tmp_path):
+    """The spawning tests run, as CI runs them, in a copy of this checkout (their ROOT is the copy, so
+    they would write where they write here; a copy, not the checkout itself, so that other work in the
+    checkout cannot disturb the comparison): afterwards no file of the copy changed (size and mtime), none
+    was removed and none appeared, ignored ones (.pytest_cache, build/, _build_info.py, bench results)
+    included. Python's own bytecode caches are turned off (PYTHONDONTWRITEBYTECODE=1) rather than
+    excluded from the comparison: they are the interpreter's, not the tests', and would hide nothing else."""
+    import shutil
+
+    tree = tmp_path / "checkout"
+    shutil.copytree(ROOT, tree, ignore=shutil.ignore_patterns(*NOT_COPIED), symlinks=True)
+    before = _listing(tree)
+    assert "setup.py" in before and os.path.join("bench", "gpu_check.sh") in before
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTEST_", "SWINIR_BENCH"))}
+    env.update(PYTHONPATH=str(tree), PYTHONDONTWRITEBYTECODE="1", TRITON_INTERPRET="1",
+               SWINIR_TESTSETS=os.path.join(str(tmp_path), "no-testsets"))
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x",
+                             "--basetemp", str(tmp_path / "basetemp"), "-k", "not test_no_test_writes_into_the_checkout",
+                             *SPAWNING_TESTS], cwd=tree, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
+    assert " passed" in result.stdout.splitlines()[-1], result.stdout[-2000:]
+    after = _listing(tree)
+    appeared = sorted(set(after) - set(before))
+    removed = sorted(set(before) - set(after))
+    changed = sorted(path for path in set(before) & set(after) if before[path] != after[path])
+    assert not (appeared or removed or changed), f"appeared {appeared}, removed {removed}, changed {changed}"

@@ -1,14 +1,19 @@
 """swinir.load: wrappers, prefixes, file formats, hyper-parameter inference for every preset, errors."""
 
+import re
 import warnings
 
 import pytest
 import torch
-from tests.support.official_swinir import SwinIR as OfficialSwinIR
 from safetensors.torch import save_file
+from tests.helpers import randomize
+from tests.support.official_swinir import SwinIR as OfficialSwinIR
 
 import swinir
 from swinir.checkpoint import AssumptionWarning, CheckpointError
+from swinir_kernels.tolerances import tolerance
+
+FP32 = tolerance(torch.float32)  # our model vs the official one: the same maths in another order
 
 SMALL = dict(embed_dim=12, depths=[2, 2], num_heads=[2, 3], img_size=16)
 
@@ -93,21 +98,48 @@ def test_overrides_win():
     assert model.img_range == 255.0 and model.backend == "reference"
 
 
-def test_round_trip_into_the_official_model_and_back():
-    for name in ("classical_sr_x2", "lightweight_sr_x3", "real_sr_x4", "real_sr_large_x4", "color_dn_25", "gray_jpeg_10"):
-        config = small_preset_config(name)
-        ours = swinir.SwinIR(**config)
-        official = OfficialSwinIR(**config)
-        official.load_state_dict(ours.state_dict(), strict=True)
-        reloaded = swinir.load(official.state_dict())
-        assert reloaded.state_dict().keys() == ours.state_dict().keys()
+@pytest.mark.parametrize("name", ["classical_sr_x2", "lightweight_sr_x3", "real_sr_x4", "real_sr_large_x4",
+                                  "color_dn_25", "gray_jpeg_10"])
+def test_round_trip_into_the_official_model_and_back(name):
+    """Every tensor survives ours -> official -> swinir.load unchanged (random values everywhere, so a
+    parameter left at its initial value or swapped with another would show), and the reloaded model
+    computes what the official one computes."""
+    config = small_preset_config(name)
+    ours = swinir.SwinIR(**config)
+    official = OfficialSwinIR(**config).eval()
+    randomize(ours, seed=7)
+    official.load_state_dict(ours.state_dict(), strict=True)
+    reloaded = swinir.load(official.state_dict(), img_range=config["img_range"])
+    original = ours.state_dict()
+    assert list(reloaded.state_dict()) == list(original)
+    for key, value in reloaded.state_dict().items():
+        assert value.dtype == original[key].dtype and torch.equal(value, original[key]), key
+    x = torch.rand(1, config["in_chans"], 11, 13)
+    with torch.no_grad():
+        expected = official(x)
+        torch.testing.assert_close(reloaded(x), expected, rtol=FP32["rtol"],
+                                   atol=FP32["atol"] * expected.abs().max().item())
 
 
 def test_missing_buffers_are_tolerated():
-    """Files re-saved without the deterministic buffers (some converters drop them) still load."""
-    state = OfficialSwinIR(**small_preset_config("color_dn_15")).state_dict()
-    state = {k: v for k, v in state.items() if not k.endswith(("attn_mask", "relative_position_index"))}
-    swinir.load(state)
+    """Files re-saved without the deterministic buffers (some converters drop them) still load: with
+    every parameter from the file, the index buffers rebuilt equal to the dropped ones, the official output."""
+    official = OfficialSwinIR(**small_preset_config("color_dn_15")).eval()
+    randomize(official, seed=3)
+    full = official.state_dict()
+    dropped = [k for k in full if k.endswith(("attn_mask", "relative_position_index"))]
+    assert dropped
+    model = swinir.load({k: v for k, v in full.items() if k not in dropped}, img_range=1.0)
+    loaded = model.state_dict()
+    assert list(loaded) == list(full)
+    for key, value in full.items():
+        if not key.endswith("attn_mask"):  # without buffers the img_size is assumed (64), so the mask's shape differs
+            assert torch.equal(loaded[key], value), key
+    x = torch.rand(1, 3, 16, 16)  # the official model's img_size: its shifted blocks use its mask buffer
+    with torch.no_grad():
+        expected = official(x)
+        torch.testing.assert_close(model(x), expected, rtol=FP32["rtol"],
+                                   atol=FP32["atol"] * expected.abs().max().item())
 
 
 def test_not_a_swinir_checkpoint():
@@ -166,7 +198,7 @@ def _write_bad_files(folder):
     for name, (data, _) in files.items():
         (folder / name).write_bytes(data)
     torch.save(OfficialSwinIR(**small_preset_config("classical_sr_x2")), folder / "whole_model.pth")
-    files["whole_model.pth"] = (None, "holds a pickled Python object (official_swinir.SwinIR")
+    files["whole_model.pth"] = (None, f"holds a pickled Python object ({OfficialSwinIR.__module__}.SwinIR")
     return {name: (str(folder / name), words) for name, (_, words) in files.items()}
 
 
@@ -177,6 +209,76 @@ def test_unusable_files_say_what_they_are(tmp_path):
         message = str(raised.value)
         assert words in message and "expected a SwinIR state dict" in message, (name, message)
         assert "\n" not in message and "\x1b" not in message and len(message) < 400, (name, message)
+
+
+def _quoted_reason(message: str) -> str:
+    """The underlying error quoted in a CheckpointError: "...: a truncated ... of N bytes (REASON); expected ..."."""
+    match = re.search(r" bytes \((.*)\); expected a SwinIR", message)
+    assert match, message
+    return match.group(1)
+
+
+def test_a_truncated_checkpoint_quotes_the_first_sentence_of_the_error_whole(tmp_path):
+    """Issue 23 item 11: torch's zip error was cut at 100 characters, mid-word ("This is an interna")."""
+    torch.save(_official_state(), tmp_path / "good.pth")
+    data = (tmp_path / "good.pth").read_bytes()
+    for fraction in (0.25, 0.5, 0.9):
+        path = tmp_path / f"truncated_{fraction}.pth"
+        path.write_bytes(data[: int(len(data) * fraction)])
+        with pytest.raises(RuntimeError) as raw:
+            torch.load(path, weights_only=True)
+        first_sentence = re.match(r"(.+?\.)(?=\s|$)", str(raw.value)).group(1)
+        with pytest.raises(CheckpointError) as raised:
+            swinir.load(path)
+        assert _quoted_reason(str(raised.value)) == first_sentence == (
+            "PytorchStreamReader failed reading zip archive: failed finding central directory.")
+
+
+def test_a_long_underlying_error_is_cut_at_a_word_boundary(tmp_path, monkeypatch):
+    torch.save(_official_state(), tmp_path / "good.pth")
+    words = " ".join(f"word{i:03d}" for i in range(60))  # one 479-character sentence without a full stop
+
+    def broken_load(*args, **kwargs):
+        raise RuntimeError(words)
+
+    monkeypatch.setattr(torch, "load", broken_load)
+    with pytest.raises(CheckpointError) as raised:
+        swinir.load(tmp_path / "good.pth")
+    message = str(raised.value)
+    reason = _quoted_reason(message)
+    assert reason.endswith("...") and 40 < len(reason) < 200, reason
+    kept = reason[:-3].split(" ")
+    assert kept == words.split(" ")[: len(kept)], "cut inside a word"
+    assert "\n" not in message and len(message) - len(str(tmp_path / "good.pth")) < 400
+
+
+def test_a_foreign_state_dict_names_its_file(tmp_path):
+    """Issue 23 item 12: a file holding another network's weights said "state dict: not a SwinIR checkpoint"."""
+    foreign = {"encoder.0.weight": torch.zeros(8, 3, 3, 3), "encoder.0.bias": torch.zeros(8)}
+    torch.save(foreign, tmp_path / "resnet.pth")
+    save_file(foreign, str(tmp_path / "resnet.safetensors"))
+    torch.save({"params": foreign}, tmp_path / "wrapped.pth")
+    torch.save({"epoch": 3, "optimizer": {"lr": 0.1}}, tmp_path / "no_tensors.pth")
+    state = _official_state()
+    torch.save({k: v for k, v in state.items() if not k.startswith("layers.1.")} | {
+        k: v for k, v in state.items() if k.startswith("layers.1.residual_group.blocks.1.")}, tmp_path / "incomplete.pth")
+    torch.save({**state, "extra.weight": torch.zeros(1)}, tmp_path / "extra.pth")
+    cases = {
+        "resnet.pth": "not a SwinIR checkpoint, missing keys",
+        "resnet.safetensors": "not a SwinIR checkpoint, missing keys",
+        "wrapped.pth": "not a SwinIR checkpoint, missing keys",
+        "no_tensors.pth": "found no tensors and none of the wrapper keys",
+        "incomplete.pth": "incomplete SwinIR state dict",
+        "extra.pth": "does not have: extra.weight",
+    }
+    for name, words in cases.items():
+        path = str(tmp_path / name)
+        with pytest.raises(CheckpointError) as raised:
+            swinir.load(path)
+        message = str(raised.value)
+        assert message.startswith(f"{path}: ") and words in message, (name, message)
+    with pytest.raises(CheckpointError, match=r"^state dict: not a SwinIR checkpoint"):  # a dict has no file name
+        swinir.infer_config(foreign)
 
 
 def test_incomplete_state_dicts_name_the_missing_keys():

@@ -96,7 +96,7 @@ if os.environ["RANK"] == "1":  # rank 1 dies abruptly (as from a signal or OOM k
             os._exit(9)
         return step(self, lq, hq)
     train.Trainer._train_step = die_at_step_3
-from swinir.cli import main
+from swinir.commands import main
 sys.exit(main({args!r}))
 """
     rank0, rank1 = _ranks(code, timeout=120)
@@ -127,7 +127,7 @@ def test_restore_shares_a_folder_between_two_ranks(tmp_path):
     out = tmp_path / "out"
     code = f"""
 import sys
-from swinir.cli import main
+from swinir.commands import main
 sys.exit(main(["restore", {str(inputs)!r}, "-m", {str(model_path)!r}, "-o", {str(out)!r}] + sys.argv[1:]))
 """
     results = _ranks(code)

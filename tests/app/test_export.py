@@ -12,7 +12,7 @@ from tests.support.official_swinir import SwinIR as OfficialSwinIR
 from tests.helpers import randomize
 
 import swinir
-from swinir import cli
+from swinir.commands import main
 from swinir.export import ExportError, check_onnx, export_onnx, export_program
 
 onnx = pytest.importorskip("onnx")
@@ -47,7 +47,7 @@ def test_cli_export_of_a_checkpoint_file(tmp_path, capsys):
     model = tiny("classical_sr_x2")  # pixelshuffle tail (classical SR)
     checkpoint, out = tmp_path / "tiny.pth", tmp_path / "out" / "tiny.onnx"
     torch.save({"params": model.state_dict()}, checkpoint)
-    assert cli.main(["export", str(checkpoint), "-o", str(out), "-q"]) == 0
+    assert main(["export", str(checkpoint), "-o", str(out), "-q"]) == 0
 
     proto = onnx.load(str(out))
     onnx.checker.check_model(proto, full_check=True)
@@ -62,7 +62,7 @@ def test_cli_export_of_a_checkpoint_file(tmp_path, capsys):
 
     before = out.read_bytes()
     capsys.readouterr()
-    assert cli.main(["export", str(checkpoint), "-o", str(out)]) == 1
+    assert main(["export", str(checkpoint), "-o", str(out)]) == 1
     assert "already exists (pass --overwrite" in capsys.readouterr().err
     assert out.read_bytes() == before
     assert sorted(os.listdir(out.parent)) == ["tiny.onnx"]  # no temporary file left behind
@@ -169,9 +169,9 @@ def test_errors_say_what_and_why(tmp_path):
 def test_cli_usage_errors(tmp_path, capsys):
     checkpoint = tmp_path / "tiny.pth"
     torch.save(tiny("classical_sr_x2").state_dict(), checkpoint)
-    assert cli.main(["export", str(checkpoint), "-o", str(tmp_path / "m.onnx"), "--opset", "12"]) == 2
+    assert main(["export", str(checkpoint), "-o", str(tmp_path / "m.onnx"), "--opset", "12"]) == 2
     assert "argument --opset: expected 18..23, got 12" in capsys.readouterr().err
-    assert cli.main(["export", str(checkpoint), "-o", str(tmp_path / "m.pt")]) == 2
+    assert main(["export", str(checkpoint), "-o", str(tmp_path / "m.pt")]) == 2
     assert "expected a .onnx file name" in capsys.readouterr().err
-    assert cli.main(["export", str(tmp_path / "missing.pth"), "-o", str(tmp_path / "m.onnx")]) == 1
+    assert main(["export", str(tmp_path / "missing.pth"), "-o", str(tmp_path / "m.onnx")]) == 1
     assert not (tmp_path / "m.onnx").exists()

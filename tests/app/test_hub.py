@@ -2,16 +2,27 @@
 
 import functools
 import http.server
+import importlib
 import os
+import socket
 import threading
+import tomllib
 
 import numpy as np
 import pytest
 import torch
+from tests.helpers import ROOT
 
 import swinir
 from swinir import hub, imageio
-from swinir.cli import main
+
+
+def main(argv):
+    """The `swinir` command's main, looked up where pyproject.toml's console script points (the command's
+    module may move)."""
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as handle:
+        module, _, name = tomllib.load(handle)["project"]["scripts"]["swinir"].partition(":")
+    return getattr(importlib.import_module(module), name)(argv)
 
 PRESET = "classical_sr_x2"
 FILE_NAME = swinir.PRESETS[PRESET].checkpoint
@@ -155,3 +166,57 @@ def test_a_mirror_serving_another_architecture_is_not_cached(server):
     with pytest.raises(hub.HubError, match=r"did not give a usable SwinIR checkpoint .*upscale 4, expected 2"):
         swinir.load(PRESET, progress=False)
     assert os.listdir(cache) == []
+
+
+# --- wording: the Python API's advice names the API, the command's names its option ----------------
+
+
+@pytest.fixture()
+def offline(tmp_path, monkeypatch):
+    """Downloads fail at once: the mirror is a local port nobody listens on (connection refused)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("SWINIR_DOWNLOAD_URL", f"http://127.0.0.1:{port}/")
+    monkeypatch.setenv("SWINIR_CACHE", str(tmp_path / "cache"))
+
+
+def test_api_errors_use_api_wording(offline):
+    """Issue 23 item 13: swinir.load("classical_sr_x4") offline said "pass its path to -m"."""
+    with pytest.raises(hub.HubError) as raised:
+        swinir.load("classical_sr_x4", progress=False)
+    message = str(raised.value)
+    assert message.startswith("download failed: ")
+    assert "download it by hand and pass its local path to swinir.load" in message
+    assert "-m" not in message.replace("SwinIR-M", "")
+    with pytest.raises(FileNotFoundError) as raised:
+        swinir.load("classical_sr_x44")
+    message = str(raised.value)
+    assert "did you mean classical_sr_x4" in message and "the keys of swinir.PRESETS" in message
+    assert "swinir restore --help" not in message
+
+
+def test_the_command_wording_names_the_option(offline):
+    with pytest.raises(hub.HubError) as raised:
+        swinir.load("classical_sr_x4", progress=False)
+    command = hub.command_wording(raised.value)
+    assert "download it by hand and pass its path to -m (or set SWINIR_DOWNLOAD_URL" in command
+    assert "pass its path to --init (" in hub.command_wording(raised.value, "--init")
+    assert "swinir.load" not in hub.command_wording(raised.value)
+    with pytest.raises(hub.HubError) as raised:
+        swinir.load("classical_sr_x44")
+    assert "listed in `swinir restore --help`" in hub.command_wording(raised.value)
+    other = ValueError("something else")
+    assert hub.command_wording(other) == "something else"
+
+
+def test_the_command_keeps_its_wording(offline, tmp_path, capsys):
+    image = tmp_path / "in.png"
+    imageio.write_image(str(image), np.random.default_rng(0).random((8, 8, 3), dtype=np.float32))
+    assert main(["restore", str(image), "-m", "classical_sr_x4", "-o", str(tmp_path / "out"), "-q"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("swinir: error: download failed: ") and error.count("\n") == 1, error
+    assert "pass its path to -m" in error and "swinir.load" not in error
+    assert main(["restore", str(image), "-m", "classical_sr_x44", "-o", str(tmp_path / "out"), "-q"]) == 1
+    error = capsys.readouterr().err
+    assert "listed in `swinir restore --help`" in error and "swinir.PRESETS" not in error

@@ -14,6 +14,7 @@ from PIL import Image
 
 import swinir
 import swinir_kernels
+from swinir_kernels.tolerances import tolerance
 
 TINY = dict(img_size=16, embed_dim=12, depths=[2], num_heads=[2], window_size=8, mlp_ratio=2.0)
 
@@ -142,14 +143,33 @@ def test_outputs_depend_on_the_weights():
         assert (ours(x) - before).abs().max() > 1e-4
 
 
-@pytest.mark.parametrize("size", [(1, 1), (3, 5), (2, 17), (9, 2)])
-def test_inputs_too_small_for_reflect_padding(size):
+@pytest.mark.parametrize("size,mode", [
+    ((1, 1), "replicate"), ((3, 5), "replicate"), ((2, 17), "replicate"), ((9, 2), "replicate"),
+    ((5, 12), "reflect"), ((13, 21), "reflect"), ((8, 3), "replicate"),
+])  # fmt: skip
+def test_padding_path_equals_pad_then_crop(size, mode):
+    """Any size: the output equals padding the input explicitly to a window multiple (F.pad 'reflect',
+    as the official check_image_size, or 'replicate' where the padding is >= the size along an axis
+    and reflect is impossible), running the model on that, and cropping to the unpadded size."""
     model = swinir.SwinIR(**tiny_config(upsampler="pixelshuffledirect", upscale=2)).eval()
+    randomize(model, seed=4)
+    ws = model.window_size
     x = torch.rand(2, 3, *size)
+    pad_rows, pad_cols = -size[0] % ws, -size[1] % ws
+    assert (mode == "reflect") == (pad_rows < size[0] and pad_cols < size[1])
+    padded = torch.nn.functional.pad(x, (0, pad_cols, 0, pad_rows), mode=mode)
+    assert padded.shape[-2] % ws == 0 and padded.shape[-1] % ws == 0
     with torch.no_grad():
         y = model(x)
+        expected = model(padded)[..., : 2 * size[0], : 2 * size[1]]  # a window multiple: no padding inside
     assert y.shape == (2, 3, 2 * size[0], 2 * size[1])
-    assert torch.isfinite(y).all()
+    fp32 = tolerance(torch.float32)
+    torch.testing.assert_close(y, expected, rtol=fp32["rtol"], atol=fp32["atol"] * expected.abs().max().item())
+    if mode == "reflect":  # and the official model, which pads with reflect only, agrees
+        official = OfficialSwinIR(**tiny_config(upsampler="pixelshuffledirect", upscale=2)).eval()
+        official.load_state_dict(model.state_dict(), strict=True)
+        with torch.no_grad():
+            torch.testing.assert_close(y, official(x), rtol=fp32["rtol"], atol=fp32["atol"] * expected.abs().max().item())
 
 
 def test_batch_items_are_independent():
@@ -331,7 +351,18 @@ def test_no_state_mutation_in_forward():
 
 
 def test_backend_argument_selects_the_backend_inside_forward_only():
-    model = swinir.SwinIR(**tiny_config(), backend="reference").eval()
+    x = torch.rand(1, 3, 9, 9)
     with torch.no_grad():
-        model(torch.rand(1, 3, 9, 9))
+        swinir.SwinIR(**tiny_config()).eval()(x)  # auto first, so that the record below is the reference run's
+        auto_used = swinir_kernels.backends_used()
+        model = swinir.SwinIR(**tiny_config(), backend="reference").eval()
+        model(x)
+    used = swinir_kernels.backends_used()
+    assert set(used) >= {"shifted_window_attention", "pixel_shuffle"}, used
+    for op in ("shifted_window_attention", "pixel_shuffle"):
+        assert used[op].startswith("reference: "), (op, used[op], auto_used.get(op))
     assert swinir_kernels._backend.current() == "auto"
+    # after forward the setting is back to auto: a model without a backend chooses as before
+    with torch.no_grad():
+        swinir.SwinIR(**tiny_config()).eval()(x)
+    assert swinir_kernels.backends_used() == auto_used

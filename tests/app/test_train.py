@@ -14,7 +14,9 @@ from tests.support.official_swinir import SwinIR as OfficialSwinIR
 import swinir
 from swinir import distributed, imageio
 from swinir import train as training
-from swinir.cli import main
+from swinir.train.building import choose_degradation
+from swinir.train.data import RankItems
+from swinir.commands import main
 
 # Tiny models: a shifted block (depth 2, window 4), SR x2 and x1 variants; no stochastic depth unless asked.
 TINY = dict(embed_dim=12, depths=[2], num_heads=[2], window_size=4, img_size=8, mlp_ratio=2.0, drop_path_rate=0.0)
@@ -67,7 +69,7 @@ def test_training_inputs_are_what_swinir_degrade_makes_of_the_patch(tmp_path, ki
     options = _options(tmp_path, arch, noise=(5.0, 50.0) if "noise" in kind else None,
                        jpeg=(10, 40) if "jpeg" in kind else None)
     model = swinir.SwinIR(**arch)
-    sampler = training.PatchSampler(options.hr, None, training._degradation(options, model), 8, 4, model.in_chans, 0)
+    sampler = training.PatchSampler(options.hr, None, choose_degradation(options, model), 8, 4, model.in_chans, 0)
     for step, index in [(1, 0), (7, 3)]:
         sample = sampler.sample(step, index)
         assert sample.hq.shape == (8 * model.upscale, 8 * model.upscale, model.in_chans)
@@ -98,8 +100,8 @@ def test_paired_patches_are_cut_at_the_same_place(tmp_path):
 
 
 def test_the_global_batch_does_not_depend_on_the_number_of_processes():
-    single = list(training._RankItems(2, 5, 8, distributed.Context()))
-    split = [list(training._RankItems(2, 5, 8, distributed.Context(rank, 4))) for rank in range(4)]
+    single = list(RankItems(2, 5, 8, distributed.Context()))
+    split = [list(RankItems(2, 5, 8, distributed.Context(rank, 4))) for rank in range(4)]
     # rank r takes items [r*2, r*2+2) of every step's batch of 8: interleaving the ranks' batches of 2
     assert [item for step in range(3) for rank in range(4) for item in split[rank][2 * step:2 * step + 2]] == single
     assert single[0] == 3 * 8 and single[-1] == 5 * 8 + 7
@@ -214,8 +216,8 @@ def test_bf16_and_activation_checkpointing_train(tmp_path):
     assert torch.isfinite(half._train_step(lq[None], hq[None]))
 
 
-def test_python_m_swinir_training_is_swinir_train_without_a_runpy_warning():
-    result = run_python("import runpy, sys; sys.argv = ['x', '--help']; runpy.run_module('swinir.training', run_name='__main__')",
+def test_python_m_swinir_train_without_a_runpy_warning():
+    result = run_python("import runpy, sys; sys.argv = ['swinir', 'train', '--help']; runpy.run_module('swinir', run_name='__main__')",
                         PYTHONWARNINGS="error::RuntimeWarning")
     assert result.returncode == 0, result.stderr
     assert "usage: swinir train" in result.stdout and "RuntimeWarning" not in result.stderr
@@ -338,3 +340,42 @@ def test_fine_tuning_keeps_the_img_range_the_file_stores(tmp_path):
     assert torch.load(first.model, weights_only=True)["config"]["img_range"] == 255.0
     tuned = training.Trainer(_options(tmp_path, {}, init=first.model, noise=(25.0, 25.0), out=str(tmp_path / "b")))
     assert tuned.model.img_range == 255.0  # the weights alone would say 1 (window 4)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The training curves (OUT/val.svg)
+
+
+def test_the_plot_of_a_resumed_run_equals_the_uninterrupted_ones(tmp_path):
+    """Stopped at step 5 (between validations, inside a loss window), resumed: the same points, the same
+    file; val.csv too (no row for the stop)."""
+    pytest.importorskip("matplotlib")
+    from swinir import figures
+
+    val = _images(tmp_path / "val", [(24, 28)], seed=3)
+    whole = _options(tmp_path, SR_X2, steps=8, save_every=5, val=val, val_every=2, log_every=3,
+                     out=str(tmp_path / "whole"))
+    uninterrupted = training.Trainer(whole)
+    uninterrupted.run()
+    split = dict(vars(whole), out=str(tmp_path / "split"))
+    training.train(**dict(split, until=5))
+    resumed = training.Trainer(training.TrainOptions(**dict(split, resume="latest")))
+    assert resumed.step == 5 and resumed._loss_window[1] == 2  # steps 4 and 5 of the window 4..6
+    resumed.run()
+    points = figures.curve_points(uninterrupted.history, uninterrupted.losses)
+    assert points == figures.curve_points(resumed.history, resumed.losses)
+    assert [step for step, _ in points["loss"]] == [3, 6, 8] and [step for step, _ in points["psnr"]] == [2, 4, 6, 8]
+    for name in ("val.svg", "val.csv"):
+        with open(os.path.join(whole.out, name), "rb") as a, open(os.path.join(split["out"], name), "rb") as b:
+            assert a.read() == b.read(), name
+    assert os.path.getsize(os.path.join(whole.out, "val.svg")) > 5000
+
+
+def test_no_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    hr = _images(tmp_path / "hr", [(40, 44)])
+    common = ["--hr", hr, "--val", hr, "--steps", "2", "--save-every", "2", "--val-every", "1", *TINY_ARGS]
+    assert _run_cli(*common, "--out", tmp_path / "off", "--no-plot") == 0
+    assert os.path.exists(tmp_path / "off" / "val.csv") and not os.path.exists(tmp_path / "off" / "val.svg")
+    assert _run_cli(*common, "--out", tmp_path / "on") == 0
+    assert os.path.getsize(tmp_path / "on" / "val.svg") > 3000

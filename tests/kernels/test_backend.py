@@ -3,14 +3,16 @@ explain_backend's reasons, auto on a GPU deciding from the first-use checks' rec
 unchecked or clearly slower kernel; the mechanism itself: tests/kernels/test_verification.py), and the package
 working (on the reference backend, with one warning) when the C++ extension cannot be imported."""
 
+import re
 import sys
+import threading
 from types import SimpleNamespace
 
 import pytest
 import torch
 
 import swinir_kernels as sk
-from swinir_kernels import _backend, _verification, reference
+from swinir_kernels import _backend, _dispatch, _verification, reference, registry
 from tests.helpers import HAS_C_EXTENSION, TRITON_INTERPRET, run_python
 
 needs_c_extension = pytest.mark.skipif(not HAS_C_EXTENSION, reason="swinir_kernels._C is not built")
@@ -79,22 +81,32 @@ def test_explain_reference_and_explicit_backends():
             assert sk.explain_backend("window_reverse", x) == "cpu: backend 'cpu' was requested"
 
 
-def test_explicit_backend_that_cannot_run_raises_saying_why():
+def test_explicit_backend_that_cannot_run_is_explained_and_the_call_raises_saying_why():
     x = torch.zeros(1, 8, 8, 1)
     with sk.use_backend("cuda"):
-        with pytest.raises(RuntimeError, match="backend 'cuda' cannot run window_partition: .*(cuda tensors|not available)"):
-            sk.explain_backend("window_partition", x)
-        with pytest.raises(RuntimeError, match="backend 'cuda' cannot run window_partition"):
-            sk.window_partition(x, 8)  # the call itself raises the same error: no silent fallback
+        explained = sk.explain_backend("window_partition", x)
+        assert re.fullmatch(r"backend 'cuda' cannot run window_partition: .*(cuda tensors|not available).*", explained)
+        with pytest.raises(RuntimeError, match=re.escape(explained)):
+            sk.window_partition(x, 8)  # the call itself raises the same reason: no silent fallback
     with sk.use_backend("triton"):
         if TRITON_INTERPRET:
-            with pytest.raises(RuntimeError, match="bfloat16 wrongly"):
-                sk.explain_backend("pixel_shuffle", x.bfloat16())
+            assert "bfloat16 wrongly" in sk.explain_backend("pixel_shuffle", x.bfloat16())
             # Permutations only move bits, exact in bfloat16 even under the interpreter.
-            assert "triton" in sk.explain_backend("window_partition", x.bfloat16())
-        else:
-            with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
-                sk.explain_backend("pixel_shuffle", x)
+            assert sk.explain_backend("window_partition", x.bfloat16()) == "triton: backend 'triton' was requested"
+
+
+def test_explain_backend_says_triton_needs_a_gpu_or_the_interpreter():
+    """Issue 23: after use_backend("triton") on a CPU without TRITON_INTERPRET, explain_backend explains."""
+    done = run_python(
+        """
+        import torch, swinir_kernels as sk
+        sk.use_backend("triton")
+        print(sk.explain_backend("window_attention", torch.zeros(4, 64, 90), torch.zeros(3, 64, 64), num_heads=3))
+        """,
+        TRITON_INTERPRET=None,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Triton runs CPU tensors only under TRITON_INTERPRET=1 (on a GPU it runs CUDA tensors)" in done.stdout
 
 
 def test_explain_unknown_op_is_a_value_error():
@@ -125,15 +137,15 @@ BOTH = (("cuda", None), ("triton", None))
 
 def test_auto_on_a_gpu_checks_unverified_kernels_first(fake_gpu_records):
     """No record: every runnable kernel is checked (eager) before any is used; traced: the reference."""
-    assert _backend._decide("cuda:0", KEY, ("forward",), BOTH, True)[2] == (("cuda", ("forward",)), ("triton", ("forward",)))
-    backend, reason, unchecked = _backend._decide("cuda:0", KEY, ("forward",), BOTH, False)
+    assert _dispatch._decide("cuda:0", KEY, ("forward",), BOTH, True)[2] == (("cuda", ("forward",)), ("triton", ("forward",)))
+    backend, reason, unchecked = _dispatch._decide("cuda:0", KEY, ("forward",), BOTH, False)
     assert (backend, unchecked) == ("reference", ()) and "no check runs inside torch.compile tracing" in reason
 
 
 def test_auto_on_a_gpu_never_uses_a_failed_or_unrunnable_kernel(fake_gpu_records):
     fake_gpu_records[("cuda:0", "triton", "forward", KEY)] = record(passed=False, detail="result 0: max error 3")
     runnable = (("cuda", "_C was built without a cuda kernel for pixel_shuffle"), ("triton", None))
-    backend, reason, _ = _backend._decide("cuda:0", KEY, ("forward",), runnable, True)
+    backend, reason, _ = _dispatch._decide("cuda:0", KEY, ("forward",), runnable, True)
     assert backend == "reference"
     assert "cuda: _C was built without a cuda kernel" in reason and "triton: failed its check on this device" in reason
 
@@ -141,20 +153,20 @@ def test_auto_on_a_gpu_never_uses_a_failed_or_unrunnable_kernel(fake_gpu_records
 def test_auto_on_a_gpu_needs_the_backward_checked_for_a_training_call(fake_gpu_records):
     fake_gpu_records[("cuda:0", "triton", "forward", KEY)] = record()
     runnable = (("cuda", "not built"), ("triton", None))
-    assert _backend._decide("cuda:0", KEY, ("forward",), runnable, True)[0] == "triton"
-    assert _backend._decide("cuda:0", KEY, ("forward", "backward"), runnable, True)[2] == (("triton", ("backward",)),)
+    assert _dispatch._decide("cuda:0", KEY, ("forward",), runnable, True)[0] == "triton"
+    assert _dispatch._decide("cuda:0", KEY, ("forward", "backward"), runnable, True)[2] == (("triton", ("backward",)),)
 
 
 def test_auto_on_a_gpu_prefers_the_reference_over_a_clearly_slower_kernel(fake_gpu_records):
     fake_gpu_records[("cuda:0", "triton", "forward", KEY)] = record(kernel_ms=3.0, reference_ms=2.0)
-    backend, reason, _ = _backend._decide("cuda:0", KEY, ("forward",), (("triton", None),), True)
+    backend, reason, _ = _dispatch._decide("cuda:0", KEY, ("forward",), (("triton", None),), True)
     assert backend == "reference" and "slower than the reference" in reason
     fake_gpu_records[("cuda:0", "triton", "forward", KEY)] = record(kernel_ms=2.1, reference_ms=2.0)  # a tie
-    assert _backend._decide("cuda:0", KEY, ("forward",), (("triton", None),), True)[0] == "triton"
+    assert _dispatch._decide("cuda:0", KEY, ("forward",), (("triton", None),), True)[0] == "triton"
 
 
 def test_explain_a_gpu_call_without_its_arguments():
-    assert _backend.choose("pixel_shuffle", fake_cuda_tensor()).backend == "unknown"
+    assert _dispatch.plan(registry.get("pixel_shuffle"), None, fake_cuda_tensor()).backend == "unknown"
 
 
 # Blocks `swinir_kernels._C` as if the extension were not built, counts the package's warnings,
@@ -207,5 +219,56 @@ def test_requested_cuda_backend_names_the_attention_window_limit():
     tokens are beyond the CUDA kernel): the error names the limit, not some later failure."""
     qkv = torch.zeros(1, 12, 12, 3 * 8)
     args = (qkv, torch.zeros(2, 144, 144), 2, 12, 6, None)
-    with sk.use_backend("cuda"), pytest.raises(RuntimeError, match="at most 64 tokens per window, got 144"):
-        _backend.choose("shifted_window_attention", qkv, args)
+    with sk.use_backend("cuda"):
+        choice = _dispatch.plan(registry.get("shifted_window_attention"), args)
+    assert choice.refused and "at most 64 tokens per window, got 144" in choice.reason
+
+
+@pytest.fixture
+def short_switch_interval():
+    """Threads switch every microsecond, so that interleavings a server would meet happen here."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(interval)
+
+
+def test_explain_backend_in_another_thread_never_changes_what_calls_return(short_switch_interval):
+    """Two threads call window_attention while a third calls explain_backend: every call returns its
+    tensor (explain_backend is a pure plan, with no module-global flag)."""
+    qkv, rel_bias = torch.randn(4, 16, 3 * 8), torch.randn(2, 16, 16)
+    expected = reference.window_attention(qkv, rel_bias, None, 2, 4**-0.5)
+    results, explained, done = [], [], threading.Event()
+
+    def call():
+        for _ in range(40):
+            results.append(sk.window_attention(qkv, rel_bias, num_heads=2))
+
+    def explain():
+        while not done.is_set():
+            explained.append(sk.explain_backend("window_attention", qkv, rel_bias, num_heads=2))
+
+    explainer = threading.Thread(target=explain)
+    callers = [threading.Thread(target=call) for _ in range(2)]
+    explainer.start()
+    for thread in callers:
+        thread.start()
+    for thread in callers:
+        thread.join()
+    done.set()
+    explainer.join()
+    assert len(results) == 80 and explained
+    for out in results:
+        assert isinstance(out, torch.Tensor)
+        torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    assert all(isinstance(text, str) and ": " in text for text in explained)
+
+
+def test_plan_changes_nothing():
+    """plan() reads the setting and the records; it writes neither, nor the latest-use report."""
+    x = torch.randn(1, 8, 8, 3)
+    before = (dict(_verification._records), dict(_dispatch._last_used), _backend.current())
+    for backend in ("auto", "reference", "cuda"):
+        with sk.use_backend(backend):
+            _dispatch.plan(registry.get("window_partition"), (x, 8, 4))
+    assert (dict(_verification._records), dict(_dispatch._last_used), _backend.current()) == before

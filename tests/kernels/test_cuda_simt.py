@@ -29,7 +29,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from swinir_kernels import reference
+from swinir_kernels import reference, registry
 from tests.support.simt import build as simt_build
 from tests.kernels.test_pixel_shuffle import FORMATS as SHUFFLE_FORMATS
 from tests.kernels.test_pixel_shuffle import SHAPES as SHUFFLE_SHAPES
@@ -37,7 +37,8 @@ from tests.kernels.test_pixel_shuffle import assert_within_one_rounding, eager_e
 from tests.kernels.test_window_attention import CASES as ATTENTION_CASES
 from tests.kernels.test_window_attention import OPS as ATTENTION_OPS
 from tests.kernels.test_window_attention import TOLERANCES as ATTENTION_TOLERANCES
-from tests.kernels.test_window_attention import WIDE_CASES, forward_backward, make_inputs, max_error
+from tests.kernels.test_window_attention import MASK_CASE_IDS, MASK_CASES, REMAINDER_CASE_IDS, REMAINDER_CASES
+from tests.kernels.test_window_attention import WIDE_CASES, forward_backward, make_inputs, mask_sensitive_inputs, max_error
 from tests.kernels.test_window_partition import DTYPES as PARTITION_DTYPES
 from tests.kernels.test_window_partition import SHAPES as PARTITION_SHAPES
 from tests.kernels.test_window_partition import distinct, shifts
@@ -305,7 +306,7 @@ def test_pixel_shuffle_plain_epilogue_and_backward(harness, tmp_path, dtype, mem
 
 # The shared table, plus the wider shapes the CUDA kernel takes (N <= 64): head_dim 64 and 1, and 18
 # windows (two backward window groups of kAttentionWindowsPerGroup = 16).
-CUDA_MAX_TOKENS = 64
+CUDA_MAX_TOKENS = registry.get("window_attention").backends["cuda"].max_tokens  # csrc/limits.h, through _C
 SIMT_ATTENTION_CASES = ATTENTION_CASES + [case for case in WIDE_CASES if case[3] ** 2 <= CUDA_MAX_TOKENS]
 ATTENTION_DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 
@@ -396,6 +397,45 @@ def test_window_attention_any_mask(harness, tmp_path):
     run_harness_all(harness, "attention", [job])
     check_attention(outputs(), (qkv, rel_bias, mask, grad_out, kwargs), "window_attention", torch.float32,
                     f"order={order} seed={seed}")
+
+
+def run_attention_case(harness, tmp_path, case_inputs, op, dtype, tolerances=None):
+    """One harness run of `case_inputs` (make_inputs' tuple), checked as check_attention does, or with
+    `tolerances` for fp32/fp64."""
+    order, seed = next_schedule()
+    job, outputs = attention_job(tmp_path, op, *case_inputs, order, seed)
+    run_harness_all(harness, "attention", [job])
+    where = f"order={order} seed={seed}"
+    if tolerances is None:
+        check_attention(outputs(), case_inputs, op, dtype, where)
+        return
+    expected = forward_backward("reference", op, *case_inputs)
+    for name, a, e in zip(("out", "grad_qkv", "grad_rel_bias"), outputs(), expected):
+        torch.testing.assert_close(a, e, **tolerances, msg=lambda m, name=name: f"{name}, {where}: {m}")
+
+
+# fp32 and fp64 run the scalar kernel, fp16 the tensor-core one (see test_cuda_simt_attention_tc.py).
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+@pytest.mark.parametrize("op", ATTENTION_OPS)
+@pytest.mark.parametrize("case", MASK_CASES, ids=MASK_CASE_IDS)
+def test_window_attention_shift_mask_value_with_large_logits(harness, tmp_path, case, op, dtype):
+    """test_window_attention's mask-sensitive inputs (logits around 8-10, a bias that cancels the -100
+    mask where the corner window's regions differ): any other mask constant fails."""
+    case_inputs = mask_sensitive_inputs(case, dtype, "cpu", op)
+    # fp32: the logits carry ~110, rounded at ~6e-6 (see test_shift_mask_value_with_large_logits).
+    tolerances = dict(atol=1e-4, rtol=1e-4) if dtype == torch.float32 else None
+    run_attention_case(harness, tmp_path, case_inputs, op, dtype, tolerances)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16], ids=str)
+@pytest.mark.parametrize("op", ATTENTION_OPS)
+@pytest.mark.parametrize("case", REMAINDER_CASES, ids=REMAINDER_CASE_IDS)
+def test_window_attention_window_counts_with_remainders(harness, tmp_path, case, op, dtype):
+    """17, 75 and 108 windows: remainders for the scalar kernel's backward groups of 16 windows (fp64) and
+    the tensor-core kernel's forward items of 16 and backward groups of ceil(n / ceil(n / 8)) (fp16)."""
+    case_inputs = make_inputs(case, dtype, "cpu", op)
+    run_attention_case(harness, tmp_path, case_inputs, op, dtype,
+                       ATTENTION_TOLERANCES[dtype] if dtype in ATTENTION_TOLERANCES else None)
 
 
 # ---- the harness itself ---------------------------------------------------------------------------

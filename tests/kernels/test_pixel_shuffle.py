@@ -12,7 +12,7 @@ import torch.nn.functional as F
 import swinir_kernels as sk
 from swinir_kernels import reference
 from swinir_kernels import triton as triton_backend
-from tests.helpers import needs_cuda, skip_unless_runs
+from tests.helpers import TRITON_INTERPRET, needs_cuda, skip_unless_runs
 from tests.kernels.test_window_partition import DTYPES, KERNEL_BACKENDS, distinct
 
 # (B, C*r*r, H, W, r)
@@ -20,10 +20,21 @@ SHAPES = [(2, 12, 5, 7, 2), (1, 27, 4, 3, 3)]
 FORMATS = [torch.contiguous_format, torch.channels_last]
 
 
-def run(backend, x, *args, **kwargs):
+def interpreted_bfloat16(backend, x) -> bool:
+    """bf16 on the Triton interpreter: the backend chooser refuses it (the bare interpreter casts bf16
+    wrongly), but the GPU-faithful mode (tests/support/triton_faithful.py) casts as a GPU does, so the
+    tests call the Triton op directly there."""
+    return (backend == "triton" and TRITON_INTERPRET and x.dtype == torch.bfloat16 and x.device.type == "cpu"
+            and triton_backend.UNAVAILABLE is None)
+
+
+def run(backend, x, upscale_factor, *, scale=None, bias=None, out_size=None):
+    if interpreted_bfloat16(backend, x):
+        out_h, out_w = out_size if out_size is not None else (x.shape[2] * upscale_factor, x.shape[3] * upscale_factor)
+        return torch.ops.swinir_kernels.pixel_shuffle_triton(x, upscale_factor, scale, bias, out_h, out_w)
     skip_unless_runs(backend, "pixel_shuffle", x)
     with sk.use_backend(backend):
-        return sk.pixel_shuffle(x, *args, **kwargs)
+        return sk.pixel_shuffle(x, upscale_factor, scale=scale, bias=bias, out_size=out_size)
 
 
 def eager_epilogue(x, r, scale, bias, out_h, out_w):
@@ -69,7 +80,7 @@ def test_plain_crops_are_exact(backend, device, memory_format, out_size):
 def test_triton_plain_shuffle_moves_bfloat16_bits_exactly(memory_format):
     skip_unless_runs("triton", "pixel_shuffle", torch.empty(1))
     x = distinct((2, 12, 5, 7), torch.bfloat16).contiguous(memory_format=memory_format)
-    out = triton_backend.pixel_shuffle(x, 2, None, None, 9, 14)
+    out = torch.ops.swinir_kernels.pixel_shuffle_triton(x, 2, None, None, 9, 14)
     assert torch.equal(out, F.pixel_shuffle(x, 2)[:, :, :9, :14])
 
 
@@ -115,6 +126,38 @@ def test_gradients_of_x_scale_bias(backend, device, dtype, memory_format, per_ch
     # The cropped-away input pixels (last row block / column block) get exactly zero gradient.
     cropped_rows = F.pixel_unshuffle(F.pad(torch.zeros(B, C, out_h, out_w, device=device), (0, 1, 0, 2), value=1.0), r)
     assert bool((grads[0][cropped_rows.bool()] == 0).all())
+
+
+@pytest.mark.parametrize("backend,device", KERNEL_BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("affine_dtype", ["fp32", "same"])
+@pytest.mark.parametrize("memory_format", FORMATS, ids=["nchw", "channels_last"])
+def test_half_precision_gradient_values(backend, device, dtype, affine_dtype, memory_format):
+    """fp16/bf16 backward values: grad_x within one rounding of the exact (fp64) inverse shuffle of
+    grad * scale, zero where cropped; grad_scale and grad_bias (per-channel sums, accumulated in fp32)
+    within one rounding of their dtype (fp32 parameters: fp32 sum tolerance) of the fp64 sums on the
+    same rounded inputs."""
+    B, CRR, H, W, r = SHAPES[1]
+    C = CRR // (r * r)
+    param_dtype = torch.float32 if affine_dtype == "fp32" else dtype
+    x = torch.randn(B, CRR, H, W, device=device).to(dtype).contiguous(memory_format=memory_format)
+    scale = (torch.rand(C, device=device) + 0.5).to(param_dtype)
+    bias = torch.randn(C, device=device).to(param_dtype)
+    out_h, out_w = H * r - 2, W * r - 1
+    grad = torch.randn(B, C, out_h, out_w, device=device).to(dtype).contiguous(memory_format=memory_format)
+    leaves = [t.detach().requires_grad_() for t in (x, scale, bias)]
+    out = run(backend, leaves[0], r, scale=leaves[1], bias=leaves[2], out_size=(out_h, out_w))
+    grads = torch.autograd.grad(out, leaves, grad)
+    exact_leaves = [t.detach().double().requires_grad_() for t in (x, scale, bias)]
+    exact = torch.autograd.grad(reference.pixel_shuffle(exact_leaves[0], r, *exact_leaves[1:], out_h, out_w),
+                                exact_leaves, grad.double())
+    assert [g.dtype for g in grads] == [dtype, param_dtype, param_dtype]
+    assert_within_one_rounding(grads[0], exact[0], dtype)
+    for name, got, want in zip(("scale", "bias"), grads[1:], exact[1:]):
+        if param_dtype == torch.float32:  # a sum of B * out_h * out_w = 108 fp32 terms
+            torch.testing.assert_close(got.double(), want, atol=1e-5, rtol=1e-5, msg=name)
+        else:  # accumulated in fp32, rounded once to the parameter's dtype
+            assert_within_one_rounding(got, want, dtype)
 
 
 @pytest.mark.parametrize("backend,device", KERNEL_BACKENDS)

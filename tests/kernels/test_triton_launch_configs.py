@@ -38,12 +38,11 @@ def attention_launches(monkeypatch):
 
 
 def attention_forward_backward(shape, num_heads, window_size, shift, seed):
-    from swinir_kernels import triton as triton_backend
 
     generator = torch.Generator().manual_seed(seed)
     qkv = torch.randn(*shape, generator=generator, dtype=torch.float32).requires_grad_()
     bias = torch.randn(num_heads, window_size**2, window_size**2, generator=generator).requires_grad_()
-    out = triton_backend.shifted_window_attention(qkv, bias, num_heads, window_size, shift, 0.25)
+    out = torch.ops.swinir_kernels.shifted_window_attention_triton(qkv, bias, num_heads, window_size, shift, 0.25)
     return torch.autograd.grad(out, (qkv, bias), torch.ones_like(out))
 
 

@@ -11,13 +11,16 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 import warnings
 
 import pytest
 import torch
 
 import swinir_kernels as sk
-from swinir_kernels import _backend, _specialization, _verification, ops, reference, tolerances
+from swinir_kernels import _backend, _dispatch, _verification, reference, registry, tolerances
+from swinir_kernels.registry.op import Op
 from tests.helpers import HAS_C_EXTENSION, ROOT, run_python
 
 REAL_TIMER = _verification._time_ms
@@ -43,9 +46,9 @@ def count_checks(monkeypatch) -> list:
     calls = []
     check = _verification.check
 
-    def counted(backend, op, args, *rest, **kwargs):
-        calls.append((backend, op))
-        return check(backend, op, args, *rest, **kwargs)
+    def counted(op, backend, args, *rest, **kwargs):
+        calls.append((backend, op.name))
+        return check(op, backend, args, *rest, **kwargs)
 
     monkeypatch.setattr(_verification, "check", counted)
     return calls
@@ -53,13 +56,13 @@ def count_checks(monkeypatch) -> list:
 
 def with_wrong(monkeypatch, backend: str, op: str, wrong):
     """Makes `backend`'s `op` the function wrong(correct_function)."""
-    implementation = ops.implementation
+    implementation = Op.implementation
 
-    def patched(name, op_name):
-        function = implementation(name, op_name)
-        return wrong(function) if (name, op_name) == (backend, op) else function
+    def patched(self, name):
+        function = implementation(self, name)
+        return wrong(function) if (name, self.name) == (backend, op) else function
 
-    monkeypatch.setattr(ops, "implementation", patched)
+    monkeypatch.setattr(Op, "implementation", patched)
 
 
 def attention_call(requires_grad=False):
@@ -217,11 +220,11 @@ def test_fastest_of_two_checked_kernels(stand_in, monkeypatch):
     _verification._loaded.add("cuda:0")  # no disk records for this fake device
     for fast, slow in (("cuda", "triton"), ("triton", "cuda")):
         _verification._records.update({("cuda:0", fast, "forward", key): record(1.0), ("cuda:0", slow, "forward", key): record(2.0)})
-        backend, reason, unchecked = _backend._decide("cuda:0", key, ("forward",), runnable, True)
+        backend, reason, unchecked = _dispatch._decide("cuda:0", key, ("forward",), runnable, True)
         assert (backend, unchecked) == (fast, ()) and "1 ms vs reference 5 ms" in reason
     _verification.clear_memory()
     _verification._loaded.add("cuda:0")
-    assert _backend._decide("cuda:0", key, ("forward",), runnable, True)[2] == (("cuda", ("forward",)), ("triton", ("forward",)))
+    assert _dispatch._decide("cuda:0", key, ("forward",), runnable, True)[2] == (("cuda", ("forward",)), ("triton", ("forward",)))
 
 
 def test_corrupt_cache_file_is_ignored_and_rewritten(stand_in, monkeypatch):
@@ -284,7 +287,7 @@ TWO_PROCESSES = """
     _backend.STAND_IN_BACKENDS = ("cpu",)
     checked = []
     check = _verification.check
-    _verification.check = lambda *a, **k: checked.append(a[1]) or check(*a, **k)
+    _verification.check = lambda *a, **k: checked.append(a[0].name) or check(*a, **k)
     if len(sys.argv) > 1:  # start the calls together with the other process (a file-based barrier)
         import os, pathlib, time
         barrier = pathlib.Path(sys.argv[1])
@@ -363,18 +366,18 @@ def test_explain_on_a_gpu_without_the_arguments_says_what_to_pass():
     from types import SimpleNamespace
 
     fake_cuda = SimpleNamespace(device=torch.device("cuda", 0), dtype=torch.float16)
-    choice = _backend.choose("window_partition", fake_cuda)
+    choice = _dispatch.plan(registry.get("window_partition"), None, fake_cuda)
     assert choice.backend == "unknown" and "pass the call's arguments" in choice.reason
 
 
 def test_check_cost_is_reported_per_specialization(stand_in, monkeypatch):
     """The check of a SwinIR-M attention specialization (forward + backward, C++ kernel, fp32) records
-    what it cost; the target is < 50 ms on a GPU (see README for CPU measurements)."""
+    what it cost; the target is < 50 ms on a GPU (docs/benchmarks.md#first-use-check-cost: CPU measurements)."""
     monkeypatch.setattr(_verification, "_time_ms", REAL_TIMER)
     qkv = torch.randn(1, 64, 64, 540, requires_grad=True)
     rel_bias = torch.randn(6, 64, 64, requires_grad=True)
     sk.shifted_window_attention(qkv, rel_bias, num_heads=6, window_size=8, shift=4)
-    key = _specialization.key("shifted_window_attention", (qkv, rel_bias, 6, 8, 4, 30**-0.5))
+    key = registry.get("shifted_window_attention").key((qkv, rel_bias, 6, 8, 4, 30**-0.5))
     record = _verification.lookup("cpu", "cpu", "backward", key)
     assert record.passed and 0 < record.check_ms < 5000
 
@@ -422,8 +425,9 @@ KEY_CASES = [
 @pytest.mark.parametrize("op, make", KEY_CASES, ids=[f"{op}-{i}" for i, (op, _) in enumerate(KEY_CASES)])
 def test_small_input_has_the_key_and_is_small(op, make):
     args = make()
-    small = _specialization.small_input(op, args)
-    assert _specialization.key(op, small) == _specialization.key(op, args)
+    description = registry.get(op)
+    small = description.small_input(args, 0)
+    assert description.key(small) == description.key(args)
     assert small[0].numel() <= args[0].numel()
     assert small[0].dtype == args[0].dtype
 
@@ -431,7 +435,7 @@ def test_small_input_has_the_key_and_is_small(op, make):
 def test_unaligned_input_gets_an_unaligned_small_input():
     x = torch.randn(2 * 16 * 24 * 5 + 1)[1:].view(2, 16, 24, 5)
     assert x.data_ptr() % 16 != 0
-    small = _specialization.small_input("window_partition", (x, 8, 4))[0]
+    small = registry.get("window_partition").small_input((x, 8, 4), 0)[0]
     assert small.data_ptr() % 16 == x.data_ptr() % 16 and small.is_contiguous()
 
 
@@ -444,13 +448,13 @@ SAME_BINARIES = """
     from triton.backends.compiler import BaseBackend
     from triton.runtime.jit import JITFunction
     import swinir_kernels
-    from swinir_kernels import _specialization, triton as triton_backend
+    from swinir_kernels import registry
     import sys
     from tests.kernels.test_verification import KEY_CASES
 
     attention = sys.modules["swinir_kernels.triton.window_attention"]
     check_launch = attention._check_launch
-    attention._check_launch = lambda qkv, tokens: check_launch(qkv.to("meta"), tokens)
+    attention._check_launch = lambda qkv, *sizes: check_launch(qkv.to("meta"), *sizes)
     launched = []
 
     def signature(kernel, args, kwargs):
@@ -470,16 +474,17 @@ SAME_BINARIES = """
 
     def launches(op, args):
         launched.clear()
-        leaves = [args[i].detach().requires_grad_() if i in _specialization.differentiable(op, args) else a for i, a in enumerate(args)]
-        out = getattr(triton_backend, op)(*leaves)
-        torch.autograd.grad(out, [leaves[i] for i in _specialization.differentiable(op, args)], torch.zeros_like(out))
+        differentiable = op.differentiable(args)
+        leaves = [a.detach().requires_grad_() if i in differentiable else a for i, a in enumerate(args)]
+        out = op.implementation("triton")(*leaves)
+        torch.autograd.grad(out, [leaves[i] for i in differentiable], torch.zeros_like(out))
         return set(launched)
 
-    for op, make in KEY_CASES:
-        args = make()
-        real, small = launches(op, args), launches(op, _specialization.small_input(op, args))
+    for name, make in KEY_CASES:
+        op, args = registry.get(name), make()
+        real, small = launches(op, args), launches(op, op.small_input(args, 0))
         assert small <= real, (op, small - real)
-        print(op, len(real))
+        print(name, len(real))
 """
 
 
@@ -488,3 +493,40 @@ def test_small_input_launches_only_the_calls_triton_binaries():
     done = run_python(SAME_BINARIES, TRITON_INTERPRET=None, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr[-4000:]
     assert len(done.stdout.splitlines()) == len(KEY_CASES)
+
+
+def test_concurrent_first_uses_check_a_specialization_once(stand_in, monkeypatch):
+    """Several threads hit the first use of one specialization at once (a short switch interval and a
+    slow check widen the window): it is checked once, the others wait for that result, and every thread
+    gets the correct tensor."""
+    calls = []
+    check = _verification.check
+
+    def slow_check(op, backend, args, *rest, **kwargs):
+        calls.append((backend, op.name))
+        time.sleep(0.05)
+        return check(op, backend, args, *rest, **kwargs)
+
+    monkeypatch.setattr(_verification, "check", slow_check)
+    qkv, rel_bias, kwargs = attention_call()
+    expected = reference.shifted_window_attention(qkv, rel_bias, 2, 8, 4)
+    start, results = threading.Barrier(4), []
+
+    def call():
+        start.wait()
+        results.append(sk.shifted_window_attention(qkv, rel_bias, **kwargs))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=call) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert calls == [("cpu", "shifted_window_attention")]
+    assert len(results) == 4
+    for out in results:
+        torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)

@@ -17,20 +17,33 @@ What compiled Triton does, and the interpreter (3.9) does not, handled here:
    operands on tensor cores; the interpreter multiplies the exact fp32 values. Here: fp32 operands of a
    TF32 dot are rounded to TF32 (to nearest; tensor cores may drop the bits instead, an error of the
    same size) before the fp32-accumulated product.
+4. **bfloat16 dot operands.** The interpreter holds bf16 values as their uint16 bit patterns and
+   ``tl.dot`` multiplies those integers (garbage, silently). A GPU multiplies the bf16 values exactly
+   and accumulates in fp32. Here: bf16 operands are decoded to fp32 (exact) before the product.
+5. **Casts to and from bfloat16.** The interpreter converts fp32 -> bf16 by dropping the low 16 bits
+   (round toward zero) and fp64 / fp16 <-> bf16 by integer ``astype`` of the bit pattern (garbage); a GPU
+   rounds to nearest, ties to even (``cvt.rn.bf16``) and converts values. Here: every cast between bf16
+   and fp16 / fp32 / fp64 converts the value, rounding to nearest even (torch's conversions, which are
+   cvt.rn's; NaN stays NaN).
 
 Checked and equal in both (nothing to do): Python scalars and ``tl.constexpr`` values in kernel code
 (the same frontend types both: weakly typed, exact in fp64 arithmetic); integer ``//`` and ``%``
 (C semantics, truncation toward zero, in both); fp16/bf16 ``tl.dot`` (fp32 accumulation of exact
-products in both); per-operation fp16 rounding of elementwise arithmetic (both round every fp16 op).
+products in both); per-operation fp16 rounding of elementwise arithmetic (both round every fp16 op);
+bf16 -> fp32 casts (exact in both).
 
 Not emulated (stated so that tests keep tolerances for them): fp32 ``/`` and ``tl.exp2`` use
 approximate PTX instructions (``div.full.f32``, ``ex2.approx``: ~2 ulp) on a GPU and exact numpy
-operations here; reductions (``tl.sum``, ``tl.max``, dot accumulation) sum in another order; the
-interpreter computes bfloat16 arithmetic wrongly (the backend chooser refuses it there); integer
+operations here; reductions (``tl.sum``, ``tl.max``, dot accumulation) sum in another order;
+elementwise arithmetic *on* bf16 values (``a + b`` of two bf16 tensors) stays wrong in the interpreter
+(integer arithmetic on the bit patterns): the kernels compute in fp32 and only load, store, cast and
+``tl.dot`` bf16, which items 4 and 5 make faithful, but the backend chooser still refuses bf16 there,
+so tests call the Triton ops directly (``swinir_kernels.triton``) for bf16; integer
 arguments equal to 1 and divisibility-by-16 hints are specializations that change no value.
 """
 
 import numpy as np
+import torch
 
 # Integer argument types a launch gives (triton.runtime.jit's specialization: i32 if it fits, else i64,
 # u64 from 2**63); the numpy dtype the interpreter must hold each in.
@@ -46,12 +59,14 @@ def _interpreter():
     lacks them must fail loudly here, never run the tests unfaithfully."""
     import triton.runtime.interpreter as interpreter
 
-    missing = [name for name in ("_implicit_cvt", "TensorHandle", "InterpreterBuilder") if not hasattr(interpreter, name)]
-    if missing or not hasattr(interpreter.InterpreterBuilder, "create_dot"):
+    missing = [name for name in ("_implicit_cvt", "TensorHandle", "InterpreterBuilder", "_get_np_dtype")
+               if not hasattr(interpreter, name)]
+    missing += [name for name in ("create_dot", "cast_impl") if not hasattr(getattr(interpreter, "InterpreterBuilder", None), name)]
+    if missing:
         import triton
 
         raise RuntimeError(
-            f"tests/support/triton_faithful.py: the Triton {triton.__version__} interpreter has no {missing or ['create_dot']}; "
+            f"tests/support/triton_faithful.py: the Triton {triton.__version__} interpreter has no {missing}; "
             "update the GPU-faithful mode for this Triton"
         )
     return interpreter
@@ -66,8 +81,29 @@ def _round_to_tf32(values: np.ndarray) -> np.ndarray:
     return np.where(special, bits, rounded).view(np.float32)
 
 
+_FLOAT_NUMPY_TO_TORCH = {np.dtype(np.float16): torch.float16, np.dtype(np.float32): torch.float32,
+                         np.dtype(np.float64): torch.float64}
+
+
+def _to_bfloat16_bits(values: np.ndarray) -> np.ndarray:
+    """fp16/fp32/fp64 values rounded to nearest even at bf16 (one rounding), as uint16 bit patterns."""
+    tensor = torch.from_numpy(np.ascontiguousarray(values))
+    return tensor.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16).reshape(values.shape)
+
+
+def _from_bfloat16_bits(bits: np.ndarray, np_dtype) -> np.ndarray:
+    """uint16 bf16 bit patterns as values of `np_dtype` (exact for fp32 and fp64)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(bits).view(np.int16)).view(torch.bfloat16)
+    return tensor.to(_FLOAT_NUMPY_TO_TORCH[np.dtype(np_dtype)]).numpy().reshape(bits.shape)
+
+
+def _decode_bfloat16(bits: np.ndarray) -> np.ndarray:
+    """uint16 bf16 bit patterns as exact fp32 values (the high half of an fp32)."""
+    return (np.ascontiguousarray(bits).astype(np.uint32) << np.uint32(16)).view(np.float32)
+
+
 def activate() -> None:
-    """Installs the faithful argument conversion and TF32 dots into the interpreter (idempotent: the
+    """Installs the faithful argument conversion, TF32 and bf16 dots and bf16 casts into the interpreter (idempotent: the
     mark is on the interpreter module, which this file may be imported under two names beside)."""
     interpreter = _interpreter()
     if getattr(interpreter, _MARK, False):
@@ -96,10 +132,26 @@ def activate() -> None:
         if input_precision == ir.INPUT_PRECISION.TF32 and a.dtype == tl.float32 and b.dtype == tl.float32:
             a = TensorHandle(_round_to_tf32(a.data), a.dtype)
             b = TensorHandle(_round_to_tf32(b.data), b.dtype)
+        if a.dtype == tl.bfloat16 and b.dtype == tl.bfloat16:
+            a = TensorHandle(_decode_bfloat16(a.data), tl.float32)
+            b = TensorHandle(_decode_bfloat16(b.data), tl.float32)
         return original_create_dot(self, a, b, d, input_precision, max_num_imprecise_acc)
+
+    original_cast_impl = interpreter.InterpreterBuilder.cast_impl
+    float_types = (tl.float16, tl.float32, tl.float64)
+
+    def faithful_cast_impl(self, src, dst_type):
+        src_type, dst_scalar = src.dtype.scalar, dst_type.scalar
+        if src_type in float_types and dst_scalar == tl.bfloat16:
+            return TensorHandle(_to_bfloat16_bits(src.data), tl.bfloat16)
+        if src_type == tl.bfloat16 and dst_scalar in float_types:
+            return TensorHandle(_from_bfloat16_bits(src.data, interpreter._get_np_dtype(dst_scalar)), dst_scalar)
+        return original_cast_impl(self, src, dst_type)
 
     interpreter._implicit_cvt = faithful_implicit_cvt
     interpreter.InterpreterBuilder.create_dot = faithful_create_dot
+    # create_fp_trunc / create_fp_ext are lambdas calling self.cast_impl, so they pick this up.
+    interpreter.InterpreterBuilder.cast_impl = faithful_cast_impl
     setattr(interpreter, _MARK, True)
 
 

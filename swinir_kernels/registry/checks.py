@@ -1,8 +1,10 @@
-"""Argument checks of the public functions: each error names the argument, the expected and the actual value."""
+"""Argument checks shared by the op descriptions: each error names the argument, the expected and the
+actual value. What a backend's kernels can take (sizes, dtypes) is not checked here but declared per
+backend (:class:`swinir_kernels.registry.op.Support`): the reference takes every valid call."""
 
 import torch
 
-FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+from .op import FLOAT_DTYPES
 
 
 def tensor(name: str, t, ndim: int, layout: str) -> None:
@@ -45,10 +47,7 @@ def attention_qkv(qkv: torch.Tensor, num_heads: int) -> tuple[int, int]:
     multiple_of("qkv.shape[-1] (3C)", qkv.shape[-1], 3, "3")
     C = qkv.shape[-1] // 3
     multiple_of("C = qkv.shape[-1] // 3", C, num_heads, "num_heads")
-    head_dim = C // num_heads
-    if head_dim > 64:
-        raise ValueError(f"head_dim = C // num_heads: expected at most 64, got {head_dim}")
-    return C, head_dim
+    return C, C // num_heads
 
 
 def attention_bias(rel_bias: torch.Tensor, qkv: torch.Tensor, num_heads: int, tokens: int) -> None:

@@ -1,5 +1,9 @@
-"""Run the Swin Transformer layers of an existing SwinIR (official, KAIR, BasicSR, spandrel copies)
-on the fused ops, with its own weights and without importing any of those packages."""
+"""`swinir.accelerate`: run the Swin Transformer layers of an existing SwinIR (official, KAIR, BasicSR,
+spandrel copies) on the fused ops, with its own weights and without importing any of those packages.
+
+The module is named `fusing` so that `swinir.accelerate` is plainly the function (a module of the same
+name would shadow it as an attribute of the package).
+"""
 
 import math
 import types
