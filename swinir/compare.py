@@ -66,9 +66,14 @@ def crop_around(box: tuple[int, int, int, int], size: int, height: int, width: i
     """The ``size`` x ``size`` window (clipped to the image, on the ``step`` grid) centred on ``box``."""
     top, left, box_h, box_w = box
     size_h, size_w = min(size, height), min(size, width)
-    new_top = min(max(0, top + box_h // 2 - size_h // 2), height - size_h)
-    new_left = min(max(0, left + box_w // 2 - size_w // 2), width - size_w)
-    return _aligned(new_top, step), _aligned(new_left, step), size_h, size_w
+
+    def place(start: int, box: int, size: int, limit: int) -> int:
+        origin = _aligned(min(max(0, start + box // 2 - size // 2), limit - size), step)
+        if origin + size < start + box and origin + step + size <= limit:  # rounding down cut the box off
+            origin += step
+        return origin
+
+    return place(top, box_h, size_h, height), place(left, box_w, size_w, width), size_h, size_w
 
 
 def bicubic_upscale(pixels: np.ndarray, scale: int) -> np.ndarray:

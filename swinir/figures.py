@@ -126,7 +126,7 @@ def training_curves(path: str, history: list[dict], losses: list[dict], title: s
                              label=f"{styles[name][1]} {baseline.get('label', 'baseline')}")
         axis.set_ylabel(label)
         if axis.lines:
-            axis.legend(loc="lower right", ncols=2)
+            axis.legend(loc="best", ncols=2)
         else:
             axis.text(0.5, 0.5, "no validation (--val)", transform=axis.transAxes, ha="center", va="center")
     if "loss" in points:

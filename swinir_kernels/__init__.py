@@ -41,27 +41,9 @@ if _backend.C_EXTENSION_ERROR is None:
 if triton.UNAVAILABLE is None:
     triton.register_ops()
 
+from . import ops  # noqa: E402
 from ._backend import BACKENDS, use_backend  # noqa: E402
-from .ops import (  # noqa: E402
-    backends_used,
-    explain_backend,
-    pixel_shuffle,
-    shifted_window_attention,
-    window_attention,
-    window_partition,
-    window_reverse,
-)
+from .ops import *  # noqa: E402,F401,F403  (the ops and explain_backend, backends_used: ops.__all__)
 
-__all__ = [
-    "BACKENDS",
-    "backends_used",
-    "explain_backend",
-    "pixel_shuffle",
-    "reference",
-    "shifted_window_attention",
-    "use_backend",
-    "window_attention",
-    "window_partition",
-    "window_reverse",
-]
+__all__ = ["BACKENDS", "reference", "use_backend", *ops.__all__]
 __version__ = "0.1.0"

@@ -16,15 +16,8 @@ from .registry.pixel_shuffle import pixel_shuffle
 from .registry.window_attention import shifted_window_attention, window_attention
 from .registry.window_partition import window_partition, window_reverse
 
-__all__ = [
-    "window_partition",
-    "window_reverse",
-    "window_attention",
-    "shifted_window_attention",
-    "pixel_shuffle",
-    "explain_backend",
-    "backends_used",
-]
+# Every registered op's public function (imported above from its description), and the explanations.
+__all__ = [*registry.OPS, "explain_backend", "backends_used"]
 
 
 def explain_backend(op: str, tensor: torch.Tensor, *args, **kwargs) -> str:

@@ -1,3 +1,6 @@
+import os
+import tempfile
+
 import pytest
 import torch
 
@@ -17,3 +20,14 @@ def _seed_and_backend():
     torch.manual_seed(0)
     with swinir_kernels.use_backend("auto"):
         yield
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    """Keeps the session's settings to itself: PYTEST_ADDOPTS (CI's coverage options, read by now) is not
+    inherited by the pytest runs that tests start in subprocesses (a floor meant for the whole suite
+    would fail them), and pytest-benchmark's storage folder, made at the start of every session,
+    benchmarks or not, goes to a temporary folder, not the checkout (bench/ keeps its own)."""
+    os.environ.pop("PYTEST_ADDOPTS", None)
+    if getattr(config.option, "benchmark_storage", None) == "file://./.benchmarks":
+        config.option.benchmark_storage = "file://" + os.path.join(tempfile.gettempdir(), f"swinir-kernels-benchmarks-{os.getuid()}")

@@ -258,7 +258,10 @@ class Trainer:
         o, config = self.options, self.model.config
         model = f"fine-tuned from {os.path.basename(o.init)}" if o.init else (o.preset or "from scratch")
         size = f"embed {config.get('embed_dim')}, depths {list(config.get('depths', []))}"
-        kind = self.degradation.kind if self.degradation.kind != "bicubic" else f"x{self.degradation.scale} SR"
+        d = self.degradation
+        kind = {"sr": f"bicubic x{d.scale} SR", "paired": f"paired x{d.scale}",
+                "noise": f"noise sigma {d.low:g}-{d.high:g}" if d.high > d.low else f"noise sigma {d.low:g}",
+                "jpeg": f"JPEG q{d.low:g}-{d.high:g}" if d.high > d.low else f"JPEG q{d.low:g}"}.get(d.kind, d.kind)
         return f"swinir train: {kind}, {model} ({size}); batch {o.batch}, lr {o.learning_rate:g}, {o.steps} steps"
 
     def write_plot(self) -> None:
@@ -271,6 +274,10 @@ class Trainer:
             figures.training_curves(self.plot_path, self.history, self.losses, self.plot_title())
         except OSError as error:
             raise TrainError(f"{self.plot_path}: cannot write ({error.strerror or first_line(error)})") from None
+        except Exception as error:  # noqa: BLE001  (a plotting failure must not stop the training)
+            print(f"swinir train: no training plot from now on ({type(error).__name__}: {first_line(error)})",
+                  file=sys.stderr)
+            self.plot_path = None
         self._plotted_step = self.step
 
     # -- files -------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 import torch
@@ -23,9 +24,13 @@ SMALL_RUN = ["bench/bench_window_partition.py", "-k", "test_window_partition and
 def run(*args, env_extra=None, check=True):
     env = dict(os.environ, PYTHONPATH=ROOT, **(env_extra or {}))
     env.pop("TRITON_INTERPRET", None)  # the scripts' own choice, as a user runs them
-    if args[:2] == ("-m", "pytest"):  # no .pytest_cache in the checkout (test_no_test_writes_into_the_checkout)
-        args = (*args[:2], "-p", "no:cacheprovider", *args[2:])
-    result = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
+    with tempfile.TemporaryDirectory(prefix="benchmark-storage-") as storage:
+        if args[:2] == ("-m", "pytest"):
+            # nothing in the checkout (test_no_test_writes_into_the_checkout): no .pytest_cache, and
+            # pytest-benchmark's storage (it makes ./.benchmarks even when it saves nothing) in a temporary folder
+            args = (*args[:2], "-p", "no:cacheprovider", f"--benchmark-storage=file://{storage}", *args[2:])
+        result = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, timeout=600,
+                                cwd=ROOT)
     if check:
         assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
     return result
@@ -139,6 +144,7 @@ def test_gpu_check_keeps_a_relative_outdir_after_changing_directory(tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 1 and "BUILD FAILED" in result.stdout, result.stdout[-3000:] + result.stderr[-3000:]
     assert "CUDA kernels cannot be built" in (tmp_path / "start" / "rel" / "out" / "build.log").read_text()
+    assert not (tree / "rel").exists() and not (tree / "build").exists()
 
 
 def copy_build_inputs(tree) -> None:
@@ -197,7 +203,10 @@ def test_no_test_writes_into_the_checkout(tmp_path):
     env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTEST_", "SWINIR_BENCH"))}
     env.update(PYTHONPATH=str(tree), PYTHONDONTWRITEBYTECODE="1", TRITON_INTERPRET="1",
                SWINIR_TESTSETS=os.path.join(str(tmp_path), "no-testsets"))
+    # The runner's own writes are turned away as the tests' are: no .pytest_cache, and pytest-benchmark's
+    # storage (the plugin makes an empty ./.benchmarks at every session start, tests or not) in tmp_path.
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x",
+                             f"--benchmark-storage=file://{tmp_path / 'runner-benchmarks'}",
                              "--basetemp", str(tmp_path / "basetemp"), "-k", "not test_no_test_writes_into_the_checkout",
                              *SPAWNING_TESTS], cwd=tree, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]

@@ -226,12 +226,7 @@ def test_output_location_is_checked_once_before_any_work(checkpoints, tmp_path, 
     assert (tmp_path / "blocker").read_text() == "a file where the output folder should go"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
-def test_unwritable_output_folder(checkpoints, tmp_path, capsys):
-    _random_image(tmp_path / "a.png", 12, 12)
-    (tmp_path / "locked").mkdir(mode=0o555)
-    assert _run(tmp_path / "a.png", "-m", checkpoints["sr_x2"], "-o", tmp_path / "locked" / "out") == 1
-    assert "cannot write there" in _single_error_line(capsys)
+# An unwritable -o (simulated, so that it runs as root too): tests/app/test_newcomer.py.
 
 
 def test_channel_mismatch_in_eval_and_usage_errors(tmp_path, capsys):

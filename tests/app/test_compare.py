@@ -5,7 +5,6 @@ import os
 import re
 
 import numpy as np
-import pytest
 from PIL import Image
 from tests.helpers import run_python
 
@@ -48,6 +47,16 @@ def test_largest_error_box_finds_the_defect_and_skips_the_border():
     assert top <= 20 and top + 8 >= 24 and left <= 30 and left + 8 >= 34
     assert top % 2 == 0 and left % 2 == 0
     assert compare.largest_error_box(error, 8) == (0, 0)  # without a border the big one wins
+
+
+def test_the_crop_always_holds_the_inset_on_the_scale_grid():
+    for step in (1, 2, 3, 4):
+        for inset in range(step, 24, step):
+            for crop in range(inset, 40, step):
+                for start in range(0, 48 - inset + 1, step):
+                    top, left, height, width = compare.crop_around((start, 0, inset, inset), crop, 48, 48, step)
+                    assert top % step == 0 and 0 <= top <= start and start + inset <= top + height <= 48, \
+                        (step, inset, crop, start, top)
 
 
 def test_the_crops_and_the_inset_come_from_the_defect():

@@ -38,6 +38,7 @@ HERE = "tests/app/test_every_option.py"
 CLI, TRAIN, DEGRADE, EXPORT = "tests/app/test_cli.py", "tests/app/test_train.py", "tests/app/test_degrade.py", \
     "tests/app/test_export.py"
 STRENGTH, NEWCOMER = "tests/app/test_app_strength_restore.py", "tests/app/test_newcomer.py"
+COMPARE = "tests/app/test_compare.py"
 
 OPTION_TESTS = {
     ("swinir", "--version"): [f"{NEWCOMER}::test_version_without_torch"],
@@ -64,6 +65,10 @@ OPTION_TESTS = {
     ("eval", "--scale"): [f"{CLI}::test_eval_matches_hand_computed_psnr", f"{CLI}::test_eval_pairs_the_official_benchmark_names"],
     ("eval", "--task"): [f"{HERE}::test_eval_task_and_border_choose_the_crop"],
     ("eval", "--border"): [f"{HERE}::test_eval_task_and_border_choose_the_crop"],
+    ("eval", "--compare"): [f"{COMPARE}::test_eval_compare_writes_the_picture_with_the_psnrs_eval_prints"],
+    ("eval", "--lr"): [f"{COMPARE}::test_eval_compare_with_the_input_folder_and_bad_options"],
+    ("eval", "--crop"): [f"{COMPARE}::test_eval_compare_writes_the_picture_with_the_psnrs_eval_prints"],
+    ("eval", "--inset"): [f"{COMPARE}::test_eval_compare_writes_the_picture_with_the_psnrs_eval_prints"],
     # degrade
     ("degrade", "HR"): [f"{DEGRADE}::test_degrade_command", f"{CLI}::test_degrade_takes_a_file_and_never_replaces_its_inputs"],
     ("degrade", "OUT_DIR"): [f"{DEGRADE}::test_degrade_command"],
@@ -238,7 +243,7 @@ def test_restore_backend_runs_the_ops_there(sr_checkpoint, tmp_path, backend):
     used = swinir_kernels.backends_used()
     assert used and all(choice.split(":")[0] == backend for choice in used.values()), used
     restored = imageio.read_image(str(tmp_path / "o" / "img0_SwinIR.png")).pixels
-    model = swinir.load(sr_checkpoint)
+    model = swinir.load(sr_checkpoint, img_range=1.0)
     x = torch.from_numpy(imageio.read_image(str(tmp_path / "in" / "img0.png")).pixels.transpose(2, 0, 1).copy())[None]
     with torch.inference_mode(), swinir_kernels.use_backend("reference"):
         expected = model(x)[0].permute(1, 2, 0).numpy()
@@ -407,6 +412,7 @@ def test_benchmark_run_in_half_precision(dtype):
 # export
 
 
+@pytest.mark.slow  # two ONNX exports: ~14 s
 def test_export_dtype_static_opset_overwrite(tmp_path, capsys):
     onnx = pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
@@ -465,7 +471,8 @@ def test_train_run_options_from_the_command_line(tmp_path, capsys, monkeypatch):
     val = _images(tmp_path / "val", [(24, 28)], seed=5)
     calls = []
     setup = distributed.setup
-    monkeypatch.setattr(distributed, "setup", lambda *args: calls.append(args) or setup(*args))
+    monkeypatch.setattr(distributed, "setup", lambda *args, **kwargs: calls.append((*args, *kwargs.values()))
+                        or setup(*args, **kwargs))
     out = tmp_path / "out"
     assert main(["train", "--hr", hr, "--out", str(out), *SR_ARGS, "--patch", "12", "--batch", "2", "--workers", "0",
                  "--steps", "4", "--learning-rate", "1e-3", "--ema-decay", "0", "--seed", "3", "--save-every", "1",

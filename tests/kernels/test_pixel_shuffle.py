@@ -12,7 +12,7 @@ import torch.nn.functional as F
 import swinir_kernels as sk
 from swinir_kernels import reference
 from swinir_kernels import triton as triton_backend
-from tests.helpers import TRITON_INTERPRET, needs_cuda, skip_unless_runs
+from tests.helpers import TRITON_INTERPRET, skip_unless_runs
 from tests.kernels.test_window_partition import DTYPES, KERNEL_BACKENDS, distinct
 
 # (B, C*r*r, H, W, r)

@@ -352,6 +352,21 @@ def assert_within_half_precision_error(actual, op, qkv, rel_bias, mask, grad_out
         assert error <= 2 * reference_error + floor, f"{name}: error {error} vs reference's {reference_error}"
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_half_precision_rule_rejects_five_times_the_reference_error(dtype):
+    """The fp16/bf16 rule that these tests and the first-use check share (tolerances.compare): results
+    with the same-dtype reference's own error pass; results 5x as far from the fp64 reference fail."""
+    op = "shifted_window_attention"
+    qkv, rel_bias, mask, grad_out, kwargs = make_inputs(CASES[0], dtype, "cpu", op)
+    wide = lambda t: None if t is None else t.double()  # noqa: E731
+    exact = forward_backward("reference", op, wide(qkv), wide(rel_bias), wide(mask), wide(grad_out), kwargs)
+    same = forward_backward("reference", op, qkv, rel_bias, mask, grad_out, kwargs)
+    assert tolerances.compare(same, same, exact, exact=False)[0]
+    worse = [(e + 5 * (s.double() - e)).to(dtype) for s, e in zip(same, exact)]
+    passed, _, why = tolerances.compare(worse, same, exact, exact=False)
+    assert not passed and "vs the" in why, why
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("op", OPS)
 def test_bias_gradient_is_deterministic(backend, op):
@@ -513,8 +528,10 @@ def test_window_errors_name_the_argument(mask, argument):
         (lambda ops, qkv, bias: ops.window_attention(qkv.reshape(12, 64, 60), bias, torch.zeros(5, 64, 64), 2, 0.1),
          r"qkv.shape\[0\]"),
         (lambda ops, qkv, bias: ops._shifted_window_attention_backward(qkv, qkv, bias, 2, 8, 4, 0.1), "grad_out"),
+        (lambda ops, qkv, bias: ops.shifted_window_attention(qkv, bias, 2, 8, 8, 0.1), "shift"),
+        (lambda ops, qkv, bias: ops.shifted_window_attention(qkv, bias, 2, 8, -1, 0.1), "shift"),
     ],
-    ids=["rank", "H-not-multiple", "head-dim", "bias-shape", "mask-windows", "grad-out-shape"],
+    ids=["rank", "H-not-multiple", "head-dim", "bias-shape", "mask-windows", "grad-out-shape", "shift-ws", "shift-negative"],
 )
 def test_cpp_op_errors_name_the_argument(call_op, argument):
     """Direct torch.ops calls skip the Python checks: the C++ kernel raises ValueError itself."""
@@ -588,6 +605,39 @@ def test_triton_tf32_dots(monkeypatch, op, case):
         fp32_error = max_error([fp32[index]], [exact[index]])
         assert error <= 2 * fp16_error, f"{name}: TF32 error {error} vs the fp16 reference's {fp16_error}"
         assert error > 10 * fp32_error, f"{name}: TF32 error {error} as small as fp32's {fp32_error}: no TF32 dots?"
+
+
+@pytest.mark.skipif(not (TRITON_INTERPRET and HAS_C_EXTENSION), reason="the CPU stand-in checks the C++ and interpreted Triton kernels")
+@pytest.mark.parametrize("precision", ["ieee", "tf32"])
+def test_first_use_check_under_each_fp32_precision(precision, tmp_path):
+    """The first-use check (in a fresh process, on the test-only CPU stand-in that checks the C++ and the
+    GPU-faithful interpreted Triton kernels) holds fp32 attention to the tolerance of the selected dot
+    precision: with TF32 dots the correct Triton kernel (errors ~1e-3) passes too, with no warning
+    (issue 28: the check called without the TF32 tolerance rejected it with a false warning)."""
+    result = run_python(
+        """
+        import warnings, torch
+        from tests.support import triton_faithful
+        triton_faithful.activate()
+        import swinir_kernels as sk
+        torch.manual_seed(0)
+        qkv, bias = torch.randn(2, 16, 24, 60), torch.randn(2, 64, 64)
+        kwargs = dict(num_heads=2, window_size=8, shift=4)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = sk.shifted_window_attention(qkv, bias, **kwargs)
+        ours = [str(w.message) for w in caught if "swinir_kernels" in str(w.message)]
+        assert not ours, ours
+        explained = sk.explain_backend("shifted_window_attention", qkv, bias, **kwargs)
+        assert "failed" not in explained, explained
+        expected = sk.reference.shifted_window_attention(qkv, bias, 2, 8, 4)
+        torch.testing.assert_close(out, expected, atol=2e-3, rtol=2e-3)  # TF32 when triton was picked
+        print("ok")
+        """,
+        timeout=300, SWINIR_KERNELS_TEST_STAND_IN="1", SWINIR_KERNELS_FP32_PRECISION=precision,
+        SWINIR_KERNELS_CACHE=str(tmp_path / "cache"), TRITON_INTERPRET="1", PYTHONDONTWRITEBYTECODE="1",
+    )
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stdout[-2000:] + result.stderr[-4000:]
 
 
 def test_triton_fp32_precision_setting(monkeypatch):

@@ -28,7 +28,7 @@ What compiled Triton does, and the interpreter (3.9) does not, handled here:
 
 Checked and equal in both (nothing to do): Python scalars and ``tl.constexpr`` values in kernel code
 (the same frontend types both: weakly typed, exact in fp64 arithmetic); integer ``//`` and ``%``
-(C semantics, truncation toward zero, in both); fp16/bf16 ``tl.dot`` (fp32 accumulation of exact
+(C semantics, truncation toward zero, in both); fp16 ``tl.dot`` (fp32 accumulation of exact
 products in both); per-operation fp16 rounding of elementwise arithmetic (both round every fp16 op);
 bf16 -> fp32 casts (exact in both).
 
@@ -38,7 +38,7 @@ operations here; reductions (``tl.sum``, ``tl.max``, dot accumulation) sum in an
 elementwise arithmetic *on* bf16 values (``a + b`` of two bf16 tensors) stays wrong in the interpreter
 (integer arithmetic on the bit patterns): the kernels compute in fp32 and only load, store, cast and
 ``tl.dot`` bf16, which items 4 and 5 make faithful, but the backend chooser still refuses bf16 there,
-so tests call the Triton ops directly (``swinir_kernels.triton``) for bf16; integer
+so tests call the Triton ops directly (``torch.ops.swinir_kernels.<op>_triton``) for bf16; integer
 arguments equal to 1 and divisibility-by-16 hints are specializations that change no value.
 """
 
