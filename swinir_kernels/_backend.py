@@ -102,11 +102,6 @@ def unavailable(backend: str, op: str, device_type: str) -> str | None:
     return None
 
 
-def checked_device(tensor: torch.Tensor) -> bool:
-    """Whether auto chooses among checked kernels for this tensor's device (a GPU, or the stand-in)."""
-    return tensor.device.type == "cuda" or (STAND_IN and tensor.device.type == "cpu")
-
-
 def candidates(tensor: torch.Tensor) -> tuple[str, ...]:
     """The kernels auto checks and chooses among for a tensor of a checked device."""
     return GPU_BACKENDS if tensor.device.type == "cuda" else STAND_IN_BACKENDS

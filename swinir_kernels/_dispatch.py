@@ -45,6 +45,9 @@ class Choice(NamedTuple):
         return f"{self.backend}: {self.reason}{note}"
 
 
+_CPU_CHOICE = Choice("cpu", "auto: C++ CPU kernel for a CPU tensor")
+
+
 def needs_backward(args: tuple) -> bool:
     """Whether the call records an autograd graph, so the backend's backward runs too."""
     return torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
@@ -62,14 +65,15 @@ def plan(op: Op, args: tuple | None, tensor: torch.Tensor | None = None) -> Choi
         if why_not is not None:
             return Choice(requested, f"backend {requested!r} cannot run {op.name}: {why_not}", refused=True)
         return Choice(requested, f"backend {requested!r} was requested")
-    if _backend.checked_device(tensor):
+    device_type = tensor.device.type
+    if device_type == "cuda" or (device_type == "cpu" and _backend.STAND_IN):  # a checked device
         return _plan_checked(op, args, tensor, sizes)
-    if tensor.device.type == "cpu":
+    if device_type == "cpu":
         why_not = op.cannot_run("cpu", tensor, **sizes)
         if why_not is None:
-            return Choice("cpu", "auto: C++ CPU kernel for a CPU tensor")
+            return _CPU_CHOICE
         return Choice("reference", f"auto: reference, since {why_not}")
-    return Choice("reference", f"auto: reference for a {tensor.device.type} tensor")
+    return Choice("reference", f"auto: reference for a {device_type} tensor")
 
 
 def _plan_checked(op: Op, args: tuple | None, tensor: torch.Tensor, sizes: dict) -> Choice:

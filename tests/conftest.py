@@ -31,3 +31,20 @@ def pytest_configure(config):
     os.environ.pop("PYTEST_ADDOPTS", None)
     if getattr(config.option, "benchmark_storage", None) == "file://./.benchmarks":
         config.option.benchmark_storage = "file://" + os.path.join(tempfile.gettempdir(), f"swinir-kernels-benchmarks-{os.getuid()}")
+
+
+# Whole modules that take minutes on 2 cores, because they build or start other programs (the SIMT
+# harness, nvcc and ptxas, fresh interpreters, torchrun, the ONNX exporter, pytest itself): the quick
+# contributor profile `-m "not slow"` leaves them out, with every test that uses the SIMT harness.
+# CI runs everything.
+SLOW_MODULES = frozenset({
+    "test_cuda_simt.py", "test_cuda_simt_attention_tc.py", "test_static_report.py", "test_selftest.py",
+    "test_docs.py", "test_bench_scripts.py", "test_distributed.py", "test_fresh_clone.py", "test_train_bench.py",
+    "test_export.py", "test_predict_attention.py",
+})  # fmt: skip
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.path.name in SLOW_MODULES or "harness" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

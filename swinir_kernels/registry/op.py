@@ -10,6 +10,8 @@ from typing import Callable
 
 import torch
 
+from .. import _backend
+
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 KERNEL_BACKENDS = ("cuda", "triton", "cpu")  # the backends with kernels; "reference" runs everything
 
@@ -81,20 +83,19 @@ class Op:
         (None: not known, not checked), else why not."""
         if backend == "reference":
             return None
-        from .. import _backend
-
         support = self.backends.get(backend)
         if support is None:
             return f"no {backend} kernel for {self.name}"
         # The kernels' declared limits first: they hold on every device, so the reason is the same one a
         # GPU would give.
+        device_type = tensor.device.type
         why_not = support.refusal(backend, tensor.dtype, tokens, head_dim)
         if why_not is None:
-            why_not = _backend.unavailable(backend, self.name, tensor.device.type)
+            why_not = _backend.unavailable(backend, self.name, device_type)
         if why_not is not None:
             return why_not
-        if tensor.device.type not in support.devices:
-            return f"the {backend} backend runs {' or '.join(support.devices)} tensors, got a {tensor.device.type} tensor"
-        if backend == "triton" and tensor.device.type == "cpu" and tensor.dtype == torch.bfloat16 and not self.moves_bits_only:
+        if device_type not in support.devices:
+            return f"the {backend} backend runs {' or '.join(support.devices)} tensors, got a {device_type} tensor"
+        if backend == "triton" and device_type == "cpu" and tensor.dtype == torch.bfloat16 and not self.moves_bits_only:
             return "the Triton interpreter computes bfloat16 wrongly (silently), so it is refused"
         return None

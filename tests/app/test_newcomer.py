@@ -349,6 +349,7 @@ def test_eval_border_too_large_is_one_line_without_a_numpy_warning(tmp_path, cap
 # --- 15, 16. export: quiet dependencies, timings with their spread ----------------------------------
 
 
+@pytest.mark.slow  # exports a model (ONNX): seconds each
 def test_export_silences_what_is_not_ours(checkpoint, tmp_path):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxscript")
@@ -362,6 +363,7 @@ def test_export_silences_what_is_not_ours(checkpoint, tmp_path):
     assert "m.onnx" in done.stderr  # our own note still shows
 
 
+@pytest.mark.slow  # exports a model (ONNX): seconds each
 def test_export_verify_times_as_swinir_bench_and_warns_on_noise(checkpoint, tmp_path, capsys, monkeypatch):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
