@@ -8,6 +8,7 @@ import errno
 import json
 import os
 import re
+import subprocess
 import warnings
 
 import numpy as np
@@ -429,3 +430,11 @@ def test_version_falls_back_to_the_package(monkeypatch):
 
     monkeypatch.setattr(metadata, "version", not_installed)
     assert commands.version() == swinir.__version__
+
+
+def test_a_virtual_environment_in_the_checkout_is_ignored():
+    """Item 17: `python -m venv .venv` in the checkout (as the install instructions allow) leaves git clean."""
+    done = subprocess.run(["git", "check-ignore", "-q", ".venv/bin/python"], cwd=ROOT, capture_output=True)
+    if done.returncode == 128:
+        pytest.skip("not a git checkout")
+    assert done.returncode == 0, "'.venv/' is not in .gitignore"
