@@ -6,9 +6,11 @@
 namespace swinir_kernels {
 namespace limits {
 
-// head_dim = C / nH of window attention, on every C++/CUDA kernel: the CPU kernel keeps a q row and
-// the CUDA kernels a head's slices of q, k, v on chip at this width.
-constexpr int kAttentionMaxHeadDim = 64;
+// head_dim = C / nH of window attention. The CUDA kernels keep a head's slices of q, k, v on chip at
+// this width; the CPU kernel's scratch is sized per call, and 128 covers the Swin family (DRCT's dense
+// layers reach 122).
+constexpr int kCudaAttentionMaxHeadDim = 64;
+constexpr int kCpuAttentionMaxHeadDim = 128;
 // Tokens per window (N = ws*ws) of the CUDA attention kernels: a window's scores live in shared memory
 // and one 16-row strip per warp (4 warps) covers it. The CPU kernel has no token limit.
 constexpr int kCudaAttentionMaxTokens = 64;

@@ -15,7 +15,8 @@ extern "C" PyObject* PyInit__C(void) {
       PyModuleDef_HEAD_INIT, "_C", "swinir_kernels C++/CUDA operators", -1, nullptr};
   PyObject* module = PyModule_Create(&module_def);
   if (module == nullptr ||
-      PyModule_AddIntConstant(module, "ATTENTION_MAX_HEAD_DIM", swinir_kernels::limits::kAttentionMaxHeadDim) < 0 ||
+      PyModule_AddIntConstant(module, "CPU_ATTENTION_MAX_HEAD_DIM", swinir_kernels::limits::kCpuAttentionMaxHeadDim) < 0 ||
+      PyModule_AddIntConstant(module, "CUDA_ATTENTION_MAX_HEAD_DIM", swinir_kernels::limits::kCudaAttentionMaxHeadDim) < 0 ||
       PyModule_AddIntConstant(module, "CUDA_ATTENTION_MAX_TOKENS", swinir_kernels::limits::kCudaAttentionMaxTokens) < 0) {
     Py_XDECREF(module);
     return nullptr;

@@ -37,8 +37,8 @@ inline void check_heads_and_bias(AttentionDims& d, const at::Tensor& qkv, const 
                     num_heads, ", got ", d.channels);
   d.num_heads = num_heads;
   d.head_dim = d.channels / num_heads;
-  TORCH_CHECK_VALUE(d.head_dim <= limits::kAttentionMaxHeadDim, "head_dim = C // num_heads: expected at most ",
-                    limits::kAttentionMaxHeadDim, ", got ", d.head_dim);
+  TORCH_CHECK_VALUE(d.head_dim <= limits::kCudaAttentionMaxHeadDim, "head_dim = C // num_heads: expected at most ",
+                    limits::kCudaAttentionMaxHeadDim, ", got ", d.head_dim);
   check_dim(rel_bias, 3, "rel_bias", "(nH, N, N)");
   check_floating(rel_bias, "rel_bias");
   check_same_device(qkv, rel_bias, "qkv", "rel_bias");

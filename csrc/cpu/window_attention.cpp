@@ -397,8 +397,8 @@ int64_t check_qkv_channels(const at::Tensor& qkv, int64_t num_heads) {
   const int64_t C = three_c / 3;
   TORCH_CHECK_VALUE(C % num_heads == 0, "C = qkv.shape[-1] // 3: expected a multiple of num_heads=", num_heads,
                     ", got ", C);
-  TORCH_CHECK_VALUE(C / num_heads <= limits::kAttentionMaxHeadDim, "head_dim = C // num_heads: expected at most ",
-                    limits::kAttentionMaxHeadDim,
+  TORCH_CHECK_VALUE(C / num_heads <= limits::kCpuAttentionMaxHeadDim, "head_dim = C // num_heads: expected at most ",
+                    limits::kCpuAttentionMaxHeadDim,
                     ", got ", C / num_heads);
   return C;
 }

@@ -286,7 +286,7 @@ __global__ void sum_bias_partials_kernel(const Acc* __restrict__ partials, Acc* 
 
 bool sizes_supported(const WindowAttentionParams& p) {
   return p.tokens >= 1 && p.tokens <= kCudaAttentionMaxTokens && p.head_dim >= 1 &&
-         p.head_dim <= kAttentionMaxHeadDim && p.num_heads >= 1 && (p.mask == nullptr || p.mask_windows >= 1);
+         p.head_dim <= kCudaAttentionMaxHeadDim && p.num_heads >= 1 && (p.mask == nullptr || p.mask_windows >= 1);
 }
 
 }  // namespace

@@ -15,7 +15,7 @@
 namespace swinir_kernels {
 namespace cuda {
 
-using limits::kAttentionMaxHeadDim;
+using limits::kCudaAttentionMaxHeadDim;
 using limits::kCudaAttentionMaxTokens;
 // Windows whose bias gradients one backward block sums before writing its partial; fixed, so the
 // summation order (and the result) does not depend on the GPU or the launch.

@@ -666,7 +666,7 @@ __global__ void window_attention_tc_backward_kernel(WindowAttentionBackwardParam
 }
 
 bool sizes_supported(const WindowAttentionParams& p) {
-  return p.tokens >= 1 && p.tokens <= kCudaAttentionMaxTokens && p.head_dim >= 1 && p.head_dim <= kAttentionMaxHeadDim &&
+  return p.tokens >= 1 && p.tokens <= kCudaAttentionMaxTokens && p.head_dim >= 1 && p.head_dim <= kCudaAttentionMaxHeadDim &&
          p.num_heads >= 1 && (p.mask == nullptr || p.mask_windows >= 1) && window_attention_uses_tensor_cores(p);
 }
 

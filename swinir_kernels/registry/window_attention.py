@@ -152,11 +152,10 @@ def _example_image(size: int, dtype: torch.dtype, device: str) -> tuple:
 def _backends() -> dict:
     """What each backend's attention kernels take: the C++/CUDA limits from _C, the Triton ones from
     their module; the CPU kernel takes any number of tokens."""
-    c_head_dim = _c_limit("ATTENTION_MAX_HEAD_DIM")
     return {
-        "cpu": Support(devices=("cpu",), dtypes=FLOAT_DTYPES, max_head_dim=c_head_dim),
+        "cpu": Support(devices=("cpu",), dtypes=FLOAT_DTYPES, max_head_dim=_c_limit("CPU_ATTENTION_MAX_HEAD_DIM")),
         "cuda": Support(devices=("cuda",), dtypes=FLOAT_DTYPES, max_tokens=_c_limit("CUDA_ATTENTION_MAX_TOKENS"),
-                        max_head_dim=c_head_dim),
+                        max_head_dim=_c_limit("CUDA_ATTENTION_MAX_HEAD_DIM")),
         "triton": Support(devices=("cuda", "cpu"), dtypes=FLOAT_DTYPES, max_tokens=triton_limits.MAX_TOKENS,
                           max_head_dim=triton_limits.MAX_HEAD_DIM),
     }  # fmt: skip

@@ -31,7 +31,8 @@ def test_c_limits_come_from_the_extension():
     if not HAS_C_EXTENSION:
         pytest.skip("swinir_kernels._C is not built")
     declared = ATTENTION.backends
-    assert declared["cpu"].max_head_dim == declared["cuda"].max_head_dim == swinir_kernels._C.ATTENTION_MAX_HEAD_DIM
+    assert declared["cpu"].max_head_dim == swinir_kernels._C.CPU_ATTENTION_MAX_HEAD_DIM
+    assert declared["cuda"].max_head_dim == swinir_kernels._C.CUDA_ATTENTION_MAX_HEAD_DIM
     assert declared["cuda"].max_tokens == swinir_kernels._C.CUDA_ATTENTION_MAX_TOKENS
     assert declared["cpu"].max_tokens is None  # the CPU kernel takes any window
 

@@ -152,6 +152,37 @@ def test_other_window_sizes_and_head_dims(backend, op, dtype, case):
     assert_all_close(forward_backward(backend, op, qkv, rel_bias, mask, grad_out, kwargs), expected, **TOLERANCES[dtype])
 
 
+# The Swin family's head_dims beyond 64 (issue 24): DRCT's dense layers 53, 77 and 122, HAT's 16x16
+# windows (256 tokens), and the CPU kernel's declared limit of 128. The C++ CPU kernel takes them; the
+# CUDA and Triton kernels declare 64 and the chooser sends such calls elsewhere.
+FAMILY_HEAD_DIM_CASES = [
+    (1, 1, 2, 16, 8, 122, 1),
+    (1, 2, 1, 8, 4, 2 * 53, 2),
+    (2, 1, 1, 8, 0, 77, 1),
+    (1, 2, 2, 4, 2, 2 * 128, 2),
+]
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize(
+    "case", FAMILY_HEAD_DIM_CASES,
+    ids=[f"B{b}-grid{r}x{c}-ws{ws}-shift{s}-hd{C // nh}" for b, r, c, ws, s, C, nh in FAMILY_HEAD_DIM_CASES],
+)
+def test_cpu_kernel_takes_the_familys_head_dims(op, dtype, case):
+    if not HAS_C_EXTENSION:
+        pytest.skip("swinir_kernels._C is not built")
+    qkv, rel_bias, mask, grad_out, kwargs = make_inputs(case, dtype, "cpu", op)
+    B, rows, cols, ws, shift, C, num_heads = case
+    assert backend_available("cpu", op, qkv, tokens=ws * ws, head_dim=C // num_heads) is None
+    actual = forward_backward("cpu", op, qkv, rel_bias, mask, grad_out, kwargs)
+    if dtype == torch.bfloat16:
+        assert_within_half_precision_error(actual, op, qkv, rel_bias, mask, grad_out, kwargs, dtype)
+    else:
+        expected = forward_backward("reference", op, qkv, rel_bias, mask, grad_out, kwargs)
+        assert_all_close(actual, expected, **TOLERANCES[dtype])
+
+
 @pytest.mark.parametrize("op", OPS)
 @pytest.mark.parametrize("tokens, head_dim, reason", [(144, 16, "at most 64 tokens"), (64, 96, "head_dim at most 64")])
 def test_cuda_backend_knows_its_attention_limits(op, tokens, head_dim, reason):
