@@ -86,7 +86,11 @@ def test_half_precision_close_to_fp32(checkpoints, tmp_path, dtype):
     image = _random_image(tmp_path / "a.png", 16, 16)
     assert _run(tmp_path / "a.png", "-m", checkpoints["sr_x2"], "-o", tmp_path / "o", "--dtype", dtype) == 0
     restored = imageio.read_image(str(tmp_path / "o" / "a_SwinIR.png")).pixels
-    assert np.abs(restored - np.clip(_expected(checkpoints["sr_x2"], image.pixels), 0, 1)).max() < 0.05
+    error = np.abs(restored - np.clip(_expected(checkpoints["sr_x2"], image.pixels), 0, 1)).max()
+    # The 8-bit PNG's rounding (half a level) plus a few roundings of the dtype (fp16 11-bit, bf16 8-bit
+    # significands) on outputs of ~1: the bound follows the dtype instead of one loose 0.05.
+    epsilon = {"fp16": 2.0**-11, "bf16": 2.0**-8}[dtype]
+    assert error <= 0.5 / 255 + 4 * epsilon, error
 
 
 def test_max_memory_picks_a_tile(checkpoints, tmp_path, capsys):

@@ -212,8 +212,20 @@ def test_bf16_and_activation_checkpointing_train(tmp_path):
         trainer._train_step(lq[None], hq[None])
     for a, b in zip(plain.model.parameters(), recomputed.model.parameters()):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
-    half = training.Trainer(_options(tmp_path, SR_X2, out=str(tmp_path / "c"), dtype="bf16"))
-    assert torch.isfinite(half._train_step(lq[None], hq[None]))
+    # A bf16 step from the same weights: the same loss within bf16's rounding (8-bit significands, a
+    # few roundings deep), and the same update direction: every parameter moves as the fp32 step moved it.
+    reference_step = training.Trainer(_options(tmp_path, SR_X2, out=str(tmp_path / "c")))
+    half = training.Trainer(_options(tmp_path, SR_X2, out=str(tmp_path / "d"), dtype="bf16"))
+    half.model.load_state_dict(reference_step.model.state_dict())
+    before = [p.detach().clone() for p in half.model.parameters()]
+    fp32_loss = float(reference_step._train_step(lq[None], hq[None]))
+    bf16_loss = float(half._train_step(lq[None], hq[None]))
+    assert abs(bf16_loss - fp32_loss) <= 8 * 2.0**-8 * abs(fp32_loss), (bf16_loss, fp32_loss)
+    for start, a, b in zip(before, reference_step.model.parameters(), half.model.parameters()):
+        assert a.dtype == b.dtype == torch.float32  # master weights stay fp32
+        fp32_move, bf16_move = (a.detach() - start).flatten(), (b.detach() - start).flatten()
+        if fp32_move.norm() > 0:
+            assert torch.nn.functional.cosine_similarity(fp32_move, bf16_move, dim=0) > 0.9
 
 
 def test_python_m_swinir_train_without_a_runpy_warning():
