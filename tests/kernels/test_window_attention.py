@@ -554,7 +554,7 @@ def test_window_errors_name_the_argument(mask, argument):
     [
         (lambda ops, qkv, bias: ops.shifted_window_attention(qkv[0], bias, 2, 8, 4, 0.1), "qkv"),
         (lambda ops, qkv, bias: ops.shifted_window_attention(qkv, bias, 2, 7, 3, 0.1), r"qkv.shape\[1\] \(H\)"),
-        (lambda ops, qkv, bias: ops.shifted_window_attention(qkv.repeat(1, 1, 1, 7), bias, 2, 8, 4, 0.1), "head_dim"),
+        (lambda ops, qkv, bias: ops.shifted_window_attention(qkv.repeat(1, 1, 1, 13), bias, 2, 8, 4, 0.1), "head_dim"),  # 130 > 128
         (lambda ops, qkv, bias: ops.shifted_window_attention(qkv, bias[:1], 2, 8, 4, 0.1), "rel_bias"),
         (lambda ops, qkv, bias: ops.window_attention(qkv.reshape(12, 64, 60), bias, torch.zeros(5, 64, 64), 2, 0.1),
          r"qkv.shape\[0\]"),
