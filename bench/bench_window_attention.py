@@ -1,4 +1,6 @@
-"""Benchmark of shifted-window attention in the image layout (ws 8, shift 4: SwinIR's masked layer).
+"""Benchmark of shifted-window attention in the image layout: SwinIR's masked layer (window 8, shift 4)
+and the Swin family's windows (HAT's 16 x 16 shifted by 8, DAT's 8 x 32 shifted by (4, 16), DRCT's
+head_dim 122, SRFormer's 22 x 22), each shape its own pytest-benchmark group named after the model.
 
 Providers (each computes reference.shifted_window_attention's result, checked against float64):
   cuda, triton, cpu    our fused kernels (swinir_kernels backends, each asked for by name)
@@ -19,6 +21,7 @@ q, k, v, dO, write dq, dk, dv), so forward+backward counts 11*C*s. FLOPs: 4*N*C 
 
     python -m pytest bench/bench_window_attention.py --benchmark-only
     python -m pytest bench/bench_window_attention.py --benchmark-only --bench-dtypes float16 -k forward
+    python -m pytest bench/bench_window_attention.py --benchmark-only -k "HAT or DAT or DRCT or SRFormer"
 """
 
 import os
@@ -32,13 +35,22 @@ import swinir_kernels
 from swinir_kernels import reference
 
 OP = "shifted_window_attention"
-WINDOW_SIZE, SHIFT = 8, 4
-# (B, H, W, C, num_heads): SwinIR lightweight (C=60, head_dim 10) and classical (C=180, head_dim 30).
+# (model, B, H, W, C, num_heads, (wh, ww), (sh, sw)): SwinIR lightweight (C=60, head_dim 10) and classical
+# (C=180, head_dim 30); HAT (C 180, 6 heads, 16 x 16 windows: 256 tokens); DAT (one branch of its split
+# attention: 3 heads of 30 in 8 x 32 windows); DRCT (a dense layer's head_dim 122); SRFormer (22 x 22:
+# 484 tokens).
 SHAPES = {
-    "cuda": [(1, 256, 256, 60, 6), (1, 256, 256, 180, 6), (32, 64, 64, 180, 6)],  # qkv >= 23 MB, o >= 7.8 MB
-    "cpu": [(1, 64, 64, 60, 6), (1, 128, 128, 60, 6), (1, 64, 64, 180, 6), (1, 128, 128, 180, 6)],
-}
-SMOKE_SHAPES = [(2, 16, 24, 20, 2)]  # 2 x 3 windows, head_dim 10, batch 2
+    "cuda": [("SwinIR-light", 1, 256, 256, 60, 6, (8, 8), (4, 4)), ("SwinIR", 1, 256, 256, 180, 6, (8, 8), (4, 4)),
+             ("SwinIR", 32, 64, 64, 180, 6, (8, 8), (4, 4)),  # qkv >= 23 MB, o >= 7.8 MB
+             ("HAT", 4, 128, 128, 180, 6, (16, 16), (8, 8)), ("DAT", 4, 128, 128, 90, 3, (8, 32), (4, 16)),
+             ("DRCT", 4, 128, 128, 366, 3, (16, 16), (8, 8)), ("SRFormer", 4, 132, 132, 180, 6, (22, 22), (11, 11))],
+    "cpu": [("SwinIR-light", 1, 64, 64, 60, 6, (8, 8), (4, 4)), ("SwinIR-light", 1, 128, 128, 60, 6, (8, 8), (4, 4)),
+            ("SwinIR", 1, 64, 64, 180, 6, (8, 8), (4, 4)), ("SwinIR", 1, 128, 128, 180, 6, (8, 8), (4, 4)),
+            ("HAT", 1, 64, 64, 180, 6, (16, 16), (8, 8)), ("DAT", 1, 64, 64, 90, 3, (8, 32), (4, 16)),
+            ("DRCT", 1, 64, 64, 366, 3, (16, 16), (8, 8)), ("SRFormer", 1, 66, 66, 180, 6, (22, 22), (11, 11))],
+}  # fmt: skip
+# Square and rectangular: 2 x 3 windows of 8 x 8 (head_dim 10, batch 2) and 2 x 1 of 8 x 16 shifted (4, 8).
+SMOKE_SHAPES = [("SwinIR", 2, 16, 24, 20, 2, (8, 8), (4, 4)), ("DAT-S", 1, 16, 16, 20, 2, (8, 16), (4, 8))]
 DTYPES = {"cuda": ("bfloat16", "float32"), "cpu": ("float32", "bfloat16")}
 PROVIDERS = {
     "cuda": ("cuda", "triton", "reference", "reference-compiled", "sdpa-folded-bias", "flex"),
@@ -57,8 +69,12 @@ def parameters(settings) -> dict:
 
 
 def shape_label(shape) -> str:
-    B, H, W, C, num_heads = shape
-    return f"B{B}xH{H}xW{W}xC{C}xnH{num_heads}xws{WINDOW_SIZE}xs{SHIFT}"
+    """'B1xH64xW64xC180xnH6xws8xs4' (SwinIR's, as in the recorded rows), 'HAT-B1x...xws16xs8' and
+    'DAT-B1x...xws8x32xs4x16' (a window or shift that differs per axis as HxW)."""
+    model, B, H, W, C, num_heads, window, shift = shape
+    per_axis = lambda pair: str(pair[0]) if pair[0] == pair[1] else f"{pair[0]}x{pair[1]}"  # noqa: E731
+    prefix = "" if model.startswith("SwinIR") else f"{model}-"
+    return f"{prefix}B{B}xH{H}xW{W}xC{C}xnH{num_heads}xws{per_axis(window)}xs{per_axis(shift)}"
 
 
 def sdpa_folded_bias(qkv, rel_bias, num_heads, window_size, shift):
@@ -69,7 +85,7 @@ def sdpa_folded_bias(qkv, rel_bias, num_heads, window_size, shift):
     Bw, N, _ = windows.shape
     q, k, v = windows.reshape(Bw, N, 3, num_heads, C // num_heads).permute(2, 0, 3, 1, 4)
     mask = rel_bias.to(qkv.dtype).unsqueeze(0)  # (1, nH, N, N)
-    if shift:
+    if any(reference.pair(shift)):
         shift_mask = reference.shift_attention_mask(H, W, window_size, shift, device=qkv.device, dtype=qkv.dtype)
         nW = shift_mask.shape[0]
         mask = (mask.unsqueeze(0) + shift_mask.unsqueeze(1).unsqueeze(0)).expand(B, nW, num_heads, N, N)
@@ -124,19 +140,19 @@ def provider_function(provider, settings, dtype):
 
 def tensors(shape, dtype, device):
     torch.manual_seed(0)
-    B, H, W, C, num_heads = shape
-    N = WINDOW_SIZE * WINDOW_SIZE
+    _, B, H, W, C, num_heads, (wh, ww), _ = shape
     qkv = torch.randn(B, H, W, 3 * C, device=device, dtype=dtype)
-    rel_bias = torch.randn(num_heads, N, N, device=device, dtype=dtype)
+    rel_bias = torch.randn(num_heads, wh * ww, wh * ww, device=device, dtype=dtype)
     return qkv, rel_bias
 
 
-def check_forward(fn, qkv, rel_bias, num_heads, provider):
+def check_forward(fn, qkv, rel_bias, shape, provider):
     """The provider's output against the float64 reference (also its first, untimed, call)."""
-    expected = reference.shifted_window_attention(qkv.double(), rel_bias.double(), num_heads, WINDOW_SIZE, SHIFT)
+    num_heads, window, shift = shape[5:]
+    expected = reference.shifted_window_attention(qkv.double(), rel_bias.double(), num_heads, window, shift)
     try:
         with torch.no_grad():
-            out = fn(qkv, rel_bias, num_heads, WINDOW_SIZE, SHIFT)
+            out = fn(qkv, rel_bias, num_heads, window, shift)
     except Exception as error:  # FlexAttention: the installed torch may not support a direction/device
         if provider != "flex":
             raise
@@ -153,14 +169,14 @@ def fp32_on_tensor_cores() -> bool:
 def test_forward(measure, settings, provider, shape, dtype):
     fn = provider_function(provider, settings, dtype)
     qkv, rel_bias = tensors(shape, dtype, settings.device)
-    B, H, W, C, num_heads = shape
-    check_forward(fn, qkv, rel_bias, num_heads, provider)
+    _, B, H, W, C, num_heads, (wh, ww), shift = shape
+    check_forward(fn, qkv, rel_bias, shape, provider)
 
     def call():
         with torch.no_grad():
-            return fn(qkv, rel_bias, num_heads, WINDOW_SIZE, SHIFT)
+            return fn(qkv, rel_bias, num_heads, (wh, ww), shift)
 
-    tokens, N = B * H * W, WINDOW_SIZE * WINDOW_SIZE
+    tokens, N = B * H * W, wh * ww
     measure(call, op=OP, provider=provider, mode="forward", dtype=dtype, shape=shape_label(shape),
             bytes_moved=4 * C * qkv.element_size() * tokens, flops=4 * N * C * tokens,
             fp32_on_tensor_cores=fp32_on_tensor_cores())
@@ -169,14 +185,14 @@ def test_forward(measure, settings, provider, shape, dtype):
 def test_forward_backward(measure, settings, provider, shape, dtype):
     fn = provider_function(provider, settings, dtype)
     qkv, rel_bias = tensors(shape, dtype, settings.device)
-    B, H, W, C, num_heads = shape
-    check_forward(fn, qkv, rel_bias, num_heads, provider)
+    _, B, H, W, C, num_heads, (wh, ww), shift = shape
+    check_forward(fn, qkv, rel_bias, shape, provider)
     qkv.requires_grad_()
     rel_bias.requires_grad_()
     grad_out = torch.randn(B, H, W, C, device=settings.device, dtype=dtype)
 
     def call():
-        out = fn(qkv, rel_bias, num_heads, WINDOW_SIZE, SHIFT)
+        out = fn(qkv, rel_bias, num_heads, (wh, ww), shift)
         return torch.autograd.grad(out, (qkv, rel_bias), grad_out)
 
     if provider == "flex":
@@ -184,7 +200,7 @@ def test_forward_backward(measure, settings, provider, shape, dtype):
             call()
         except Exception as error:
             pytest.skip(f"flex: the installed torch has no backward for it here: {str(error).splitlines()[0][:200]}")
-    tokens, N = B * H * W, WINDOW_SIZE * WINDOW_SIZE
+    tokens, N = B * H * W, wh * ww
     measure(call, op=OP, provider=provider, mode="forward+backward", dtype=dtype, shape=shape_label(shape),
             bytes_moved=11 * C * qkv.element_size() * tokens, flops=14 * N * C * tokens,
             fp32_on_tensor_cores=fp32_on_tensor_cores())

@@ -40,6 +40,13 @@ The model, per kernel and direction (B 1, 256 x 256 tokens, window 8, shift 4, 6
 
 Predicted time = waves-rounded max (or sum) of those terms + launches. Fraction of roofline =
 (minimal bytes / copy ceiling) / predicted time. Targets (issue 13): forward >= 70%, backward >= 50%.
+
+The flash kernels (large windows: HAT's 16x16, DAT's 8x32, 256 tokens, head_dim 30) get a second table
+from the same terms: the CUDA ones from their code alone (flash_kernels()), the Triton ones
+(swinir_kernels/triton/window_attention_flash.py) from their structure, their tile tables and the static
+report's sm_90 rows (triton_flash_launches(): the k, v and bias tiles re-read per query block, q and dO
+per key block, the bias-gradient partials' read-modify-write at L2; the backward is the sum of its
+launches, the busiest SM's program count rounding each).
 """
 
 import argparse
@@ -245,6 +252,375 @@ def predict(kernel: Kernel, row: dict, gpu: dict) -> dict:
 
 
 
+# ---- the flash kernels (csrc/cuda/window_attention_flash_kernel.cu) at HAT's 16x16 windows ---------------
+#
+# Shape: B 1, 256 x 256 tokens, window 16 x 16 (N 256), shift 8, C 180, 6 heads (head_dim 30), bf16: the
+# kernels' bf16 variant (4 warps, kRows 64 query or key rows per block, key blocks of 64). Independent of
+# the static report: residency from the kernels' shared memory (FLASH_SHARED, as flash_layout computes it:
+# 53,248 / 75,776 / 94,208 bytes for forward / dq / dkv at head_dim 30) and their declared register budget
+# (128 x 128 threads), 228 KB of shared memory and 64 K registers per SM. Counted per block from the code:
+#   forward   6,144 blocks (window, head, query block): q once; per key block k, v tiles (the k, v re-reads
+#             of a window's 4 query blocks hit L2); the fp32 bias row block (64 x 64 x 4 bytes) from L2 per key
+#             block; per warp S = q k^T and O += P v (WMMA fragments from shared memory, fp32 strips stored
+#             and read back, O rescaled in shared memory).
+#   backward  the statistics pass (the forward, reading dO instead of writing out), dq (6,144 blocks), dkv
+#             (groups of 8 windows: 768 blocks) whose bias-gradient partial (fp32, per window read and
+#             written at L2) and the last kernel's sum over 32 groups, 4 launches.
+FLASH_TOKENS, FLASH_WINDOW, FLASH_CHANNELS, FLASH_HEADS = 256 * 256, 16, 180, 6
+FLASH_SHARED = {"forward": 53248, "dq": 75776, "dkv": 94208}
+FLASH_REGISTERS, FLASH_THREADS, FLASH_ROWS = 128, 128, 64
+SM_SHARED, SM_REGISTERS = 228 * 1024, 65536
+
+
+def flash_resident(shared: int) -> int:
+    return min(SM_SHARED // (shared + 1024), SM_REGISTERS // (FLASH_REGISTERS * FLASH_THREADS), 2048 // FLASH_THREADS)
+
+
+def strip_product_bytes(depth: int, columns: int, accumulate: bool) -> int:
+    """Shared-memory bytes of one warp's strip_product (bf16 WMMA m16n16k16): per 16-column tile, its A and
+    B fragments per depth step, the fp32 accumulator stored (and loaded first when accumulating)."""
+    fragment, accumulator = 16 * 16 * ELEMENT, 16 * 16 * 4
+    return columns // 16 * (depth // 16 * 2 * fragment + accumulator * (2 if accumulate else 1))
+
+
+def flash_kernels() -> list[dict]:
+    n, hd = FLASH_WINDOW * FLASH_WINDOW, FLASH_CHANNELS // FLASH_HEADS
+    dp, rows, warps = 16 * math.ceil(hd / 16), FLASH_ROWS, FLASH_ROWS // 16
+    windows = FLASH_TOKENS // n
+    window_heads = windows * FLASH_HEADS
+    blocks_per_head = n // rows
+    slice_bytes = hd * ELEMENT
+    amplification = sectors_per_slice(slice_bytes, slice_bytes, FLASH_HEADS) * SECTOR / slice_bytes
+    strip = 16 * rows * 4  # a warp's fp32 (16, 64) score strip
+    out_strip = 16 * dp * 4
+    prob_rows = 16 * rows * ELEMENT
+    kv_tiles = 2 * rows * dp * ELEMENT
+    bias_block = rows * rows * 4  # the fp32 bias (or partial) rows of a (query block, key block) tile
+    # Forward, per block: per key block, per warp S, the softmax (strip read, P written, O rescaled), O += P v.
+    forward_warp = (strip_product_bytes(dp, rows, False) + strip + prob_rows + 2 * out_strip
+                    + strip_product_bytes(rows, dp, True))
+    forward_block = blocks_per_head * (warps * forward_warp + kv_tiles) + rows * dp * ELEMENT + warps * out_strip
+    forward_blocks = window_heads * blocks_per_head
+    key_reads = window_heads * blocks_per_head * 2 * n * slice_bytes  # k, v per query block
+    forward_l2 = (key_reads + window_heads * 2 * n * slice_bytes) * amplification \
+        + forward_blocks * blocks_per_head * bias_block
+    flops = window_heads * 2 * (2 * n * n * dp)
+    exps = window_heads * n * n
+    minimal_forward = 4 * FLASH_CHANNELS * ELEMENT * FLASH_TOKENS
+    minimal_backward = 7 * FLASH_CHANNELS * ELEMENT * FLASH_TOKENS
+    bias_bytes = FLASH_HEADS * n * n * 4
+    # dq, per block: per key block, per warp S and dP, the strips read, dS written, dq += dS k.
+    dq_warp = 2 * strip_product_bytes(dp, rows, False) + 2 * strip + prob_rows + strip_product_bytes(rows, dp, True)
+    dq_block = blocks_per_head * (warps * dq_warp + kv_tiles) + 2 * rows * dp * ELEMENT + warps * out_strip
+    # dkv, per (window, key block): per query block the row pass (S, dP, P and dS written) and the column
+    # pass (dk += dS^T q, dv += P^T dO).
+    dkv_warp = (2 * strip_product_bytes(dp, rows, False) + 2 * strip + 2 * prob_rows
+                + 2 * strip_product_bytes(rows, dp, True))
+    dkv_window = blocks_per_head * (warps * dkv_warp + kv_tiles) + kv_tiles + 2 * warps * out_strip
+    groups = min(32, math.ceil(windows / 4), (1 << 24) // (FLASH_HEADS * n * n))
+    groups = math.ceil(windows / math.ceil(windows / groups))
+    dkv_blocks = groups * FLASH_HEADS * blocks_per_head
+    partial_bytes = groups * FLASH_HEADS * n * n * 4
+    backward_l2 = (2 * forward_l2  # statistics pass and dq: the forward's traffic, dO for out
+                   + (window_heads * blocks_per_head * 2 * n * slice_bytes + window_heads * 2 * n * slice_bytes)
+                   * amplification  # dkv: q, dO per key block; k, v once
+                   + 2 * window_heads * n * n * 4  # dkv: the bias tile and the partial read-modify-write
+                   + window_heads * n * n * 4)
+    common = {"channels": FLASH_CHANNELS}
+    return [
+        dict(name="cuda flash forward", direction="forward", blocks=forward_blocks,
+             resident=flash_resident(FLASH_SHARED["forward"]), hbm=minimal_forward + bias_bytes, l2=forward_l2,
+             flops=flops, exps=exps, shared=forward_blocks * forward_block, launches=1, minimal=minimal_forward,
+             **common),
+        dict(name="cuda flash backward", direction="backward",
+             blocks=(forward_blocks, forward_blocks, dkv_blocks),
+             resident=(flash_resident(FLASH_SHARED["forward"]), flash_resident(FLASH_SHARED["dq"]),
+                       flash_resident(FLASH_SHARED["dkv"])),
+             hbm=minimal_backward + 3 * bias_bytes + 2 * partial_bytes, l2=backward_l2,
+             flops=window_heads * 2 * (2 * n * n * dp) * 4, exps=3 * exps,  # fwd 2 products; dq 3; dkv 4 (+1 shared)
+             shared=forward_blocks * (forward_block + dq_block) + window_heads * blocks_per_head * dkv_window,
+             launches=4, minimal=minimal_backward, **common),
+    ]  # fmt: skip
+
+
+def predict_flash(kernel: dict, gpu: dict) -> dict:
+    """The same terms as predict(): HBM at the copy ceiling, L2 sectors, WMMA FLOPs at 60% of the dense rate,
+    exponentials on the SFU, shared-memory traffic; overlapped (>= 2 blocks per SM); waves rounded up."""
+    blocks = kernel["blocks"] if isinstance(kernel["blocks"], tuple) else (kernel["blocks"],)
+    resident = kernel["resident"] if isinstance(kernel["resident"], tuple) else (kernel["resident"],)
+    # The kernels of a direction run one after another: wave rounding weighted by each one's share of blocks.
+    rounding = sum(b * (math.ceil(b / (gpu["sms"] * r)) / (b / (gpu["sms"] * r)) if b > gpu["sms"] * r else 1)
+                   for b, r in zip(blocks, resident)) / sum(blocks)
+    terms = {
+        "HBM": kernel["hbm"] / gpu["copy"],
+        "L2": kernel["l2"] / L2_BANDWIDTH,
+        "tensor": kernel["flops"] / (gpu["tensor"] * MMA_SYNC_SHARE),
+        "SFU": kernel["exps"] / (gpu["sms"] * SFU_PER_SM_PER_CLOCK * gpu["clock"]),
+        "shared": kernel["shared"] / (gpu["sms"] * SHARED_BYTES_PER_SM_PER_CLOCK * gpu["clock"]),
+    }
+    seconds = max(terms.values()) * rounding + kernel["launches"] * LAUNCH_SECONDS
+    roofline = kernel["minimal"] / gpu["copy"]
+    return {"seconds": seconds, "roofline": roofline, "fraction": roofline / seconds,
+            "bound": max(terms, key=terms.get), "terms": terms, "resident": resident}  # fmt: skip
+
+
+# ---- the Triton flash kernels (swinir_kernels/triton/window_attention_flash.py), bf16 ------------------
+#
+# Shapes: B 1, 256 x 256 tokens, image layout, shifted, head_dim 30: HAT's 16 x 16 windows (C 180, 6 heads)
+# and DAT's 8 x 32 (C 90, 3 heads), both N 256. Tiles, warps and stages from the module (flash_blocks,
+# flash_config: rows and dq 64 x 64, dkdv 32 query rows x 64 keys, BLOCK_D 32, 4 warps, 2 stages) and its
+# dK/dV grouping (flash_backward_windows_per_program: 10 groups of 26 windows). Residency, async copies
+# (pipelined or not) from the static report's sm_90 rows of the same kernel at the same window, head_dim,
+# layout and dtype (the report compiles NUM_HEADS=2: the head count changes addressing, not the tiles).
+# Each launch is predicted as predict() does (HBM with Little's law, L2 sectors, tensor at 60%, SFU, shared
+# memory; overlapped when pipelined or two programs share an SM), with the busiest SM's program count
+# rounded up (ceil(programs / SMs) over the mean): the backward is the sum of its launches. Counted:
+#   forward     (window, head, query block): q once, per key block the k and v tiles (a window's 4 query
+#               blocks re-read them: L2) and the bf16 bias tile (re-read per (window, head): L2); out once.
+#               Shared memory (wgmma on sm_90, the report's 6 tensor-core instructions): the staged k, v, bias
+#               tiles written once (cp.async) and read once, q once.
+#   preprocess  the forward's loop again, dO read instead of out written, lse and delta (fp32) stored.
+#   dK/dV       (window group, head, key block), no async copies in the report (not pipelined): per window
+#               k, v once; per query block (32 rows) q, dO, lse, delta (re-read by each of the 4 key blocks:
+#               L2), the bias tile, and the fp32 bias-gradient partial tile read and written (L2; the group's
+#               first window writes only); dk, dv stored. HBM: the partials written once. Shared memory per
+#               step: the M-32 dots (S, dP) on mma.sync with 2 x 2 warps (operands read by 2 warps), the
+#               M-64 ones (dV, dK) on wgmma with P^T and dS^T through shared memory; the bias and partial
+#               tiles converted to the accumulator layout through shared memory.
+#   dQ          (window, head, query block): q, dO, lse, delta once; per key block k, v (L2 re-reads), the
+#               bias tile; k read twice from shared memory (S and dQ).
+#   partial sum torch's partial.sum(0) and .to(bf16): the partials read once, HBM only, 2 launches.
+# HBM: every launch reads q, k, v and dO (the image's qkv and dO, 94 MB at HAT, exceed the 50 MB L2) and
+# writes what it produces; the roofline stays the minimal 4C / 7C per token.
+TRITON_FLASH_SHAPES = (("HAT (16x16, C 180)", (16, 16), 180, 6), ("DAT (8x32, C 90)", (8, 32), 90, 3))
+BIAS_ELEMENT, STATS_BYTES, PARTIAL_ELEMENT = 2, 8, 4  # bf16 rel_bias; fp32 lse + delta per row; fp32 partials
+
+
+@functools.lru_cache(maxsize=1)
+def triton_flash_module():
+    return importlib.import_module("swinir_kernels.triton.window_attention_flash")
+
+
+@dataclass
+class FlashLaunch:
+    """One launch of the Triton flash forward or backward at one shape."""
+
+    name: str
+    report_kernel: str | None  # None: not a Triton kernel (torch's partial sum), HBM at the copy ceiling
+    report_match: tuple
+    programs: int
+    phase_bytes: float  # what one program loads per step of its loop (in flight, per stage)
+    hbm_bytes: float
+    l2_bytes: float
+    tensor_flops: float
+    exponentials: float
+    shared_bytes: float
+    launches: int = 1
+
+
+def triton_flash_launches(window: tuple, channels: int, heads: int) -> dict[str, list[FlashLaunch]]:
+    """{"forward": [launch], "backward": [preprocess, dK/dV, dQ, partial sum]} at B 1, 256 x 256 tokens."""
+    flash = triton_flash_module()
+    wh, ww = window
+    n, hd = wh * ww, channels // heads
+    d = max(16, 1 << (hd - 1).bit_length())  # BLOCK_D
+    key = dict(N=n, BLOCK_D=d, dtype="bfloat16", DOT_PRECISION="tf32")
+    blocks = {kind: flash.flash_blocks(kind, key) for kind in ("rows", "dq", "dkdv")}
+    windows = FLASH_TOKENS // n
+    window_heads = windows * heads
+    slice_bytes = hd * ELEMENT
+    slice_l2 = sectors_per_slice(slice_bytes, slice_bytes, heads) * SECTOR  # L2-to-SM bytes of a head slice
+    tensor = channels * ELEMENT * FLASH_TOKENS  # one C-wide bf16 tensor (q, k, v, dO, out, dq, dk, dv)
+    bias = heads * n * n * BIAS_ELEMENT
+    stats = window_heads * n * STATS_BYTES
+    product = window_heads * 2 * n * n * d  # one (N x N x BLOCK_D) product over every (window, head)
+    exps = window_heads * n * n
+    match = (f"HEAD_DIM={hd}", f"N={n}", f"WINDOW_H={wh}", f"WINDOW_W={ww}", "IMAGE_LAYOUT=True",
+             "HAS_SHIFT=True", "qkv_ptr:*bf16")
+
+    def rows_launch(name, report_kernel, backward):
+        bm, bn = blocks["rows"]["BLOCK_M"], blocks["rows"]["BLOCK_N"]
+        programs = window_heads * math.ceil(n / bm)
+        step_shared = 2 * (2 * bn * d * ELEMENT + bm * bn * BIAS_ELEMENT)  # k, v, bias: written, read
+        return FlashLaunch(
+            name, report_kernel, match, programs, 2 * bn * slice_l2 + bm * bn * BIAS_ELEMENT,
+            4 * tensor + bias + (stats if backward else 0),  # q, k, v and out (forward) or dO (preprocess)
+            window_heads * (n * slice_l2 * (2 + 2 * math.ceil(n / bm)) + n * n * BIAS_ELEMENT)
+            + (stats if backward else 0),
+            2 * product, exps, programs * (2 * bm * d * ELEMENT + math.ceil(n / bn) * step_shared))
+
+    # dK/dV: steps of (32 query rows, 64 keys); groups of windows per (head, key block).
+    bm, bn = blocks["dkdv"]["BLOCK_M"], blocks["dkdv"]["BLOCK_N"]
+    key_blocks = math.ceil(n / bn)
+    groups = math.ceil(windows / flash.flash_backward_windows_per_program(windows, key_blocks))
+    partials = groups * heads * n * n * PARTIAL_ELEMENT
+    steps = window_heads * key_blocks * math.ceil(n / bm)
+    tile_q, tile_k = bm * d * ELEMENT, bn * d * ELEMENT
+    scores, bias_tile, partial_tile = bm * bn * ELEMENT, bm * bn * BIAS_ELEMENT, bm * bn * PARTIAL_ELEMENT
+    # q: written, read by 2 warps (S), by wgmma (dK); dO: written, by wgmma (dV), by 2 warps (dP); k, v: by
+    # 2 warps each; P^T, dS^T written and read; bias and partial converted.
+    step_shared = 8 * tile_q + 4 * tile_k + 4 * scores + 2 * bias_tile + 2 * partial_tile
+    dkdv = FlashLaunch(
+        "dK/dV", "_flash_bwd_dkdv_kernel", match, groups * heads * key_blocks,
+        2 * bm * slice_l2 + bias_tile + bm * STATS_BYTES + partial_tile,
+        6 * tensor + bias + stats + partials,  # q, k, v, dO read; dk, dv written; the partials written once
+        window_heads * (n * slice_l2 * (4 + 2 * key_blocks) + key_blocks * n * STATS_BYTES + n * n * BIAS_ELEMENT)
+        + (2 * windows - groups) * heads * n * n * PARTIAL_ELEMENT,  # the partials' read-modify-write
+        4 * product, exps, steps * step_shared + window_heads * key_blocks * 2 * tile_k)
+    bm, bn = blocks["dq"]["BLOCK_M"], blocks["dq"]["BLOCK_N"]
+    dq_programs = window_heads * math.ceil(n / bm)
+    dq = FlashLaunch(
+        "dQ", "_flash_bwd_dq_kernel", match, dq_programs, 2 * bn * slice_l2 + bm * bn * BIAS_ELEMENT,
+        5 * tensor + bias + stats,  # q, k, v, dO read; dq written
+        window_heads * (n * slice_l2 * (3 + 2 * math.ceil(n / bm)) + n * n * BIAS_ELEMENT + n * STATS_BYTES),
+        3 * product, exps,
+        dq_programs * (4 * bm * d * ELEMENT  # q, dO; per key block k, v, bias staged and read, k read again
+                       + math.ceil(n / bn) * (2 * (2 * bn * d * ELEMENT + bm * bn * BIAS_ELEMENT)
+                                              + bn * d * ELEMENT)))
+    summed = heads * n * n * PARTIAL_ELEMENT
+    partial_sum = FlashLaunch("partial sum", None, (), 0, 0, partials + 2 * summed + heads * n * n * ELEMENT,
+                              0, 0, 0, 0, launches=2)
+    return {"forward": [rows_launch("forward", "_flash_fwd_kernel", False)],
+            "backward": [rows_launch("preprocess", "_flash_bwd_preprocess_kernel", True), dkdv, dq, partial_sum]}
+
+
+def predict_triton_flash(launch: FlashLaunch, row: dict | None, gpu: dict) -> dict:
+    """predict()'s terms for one launch; rounding: the busiest SM's programs over the mean."""
+    if launch.report_kernel is None:
+        terms = dict.fromkeys(("HBM", "L2", "tensor", "SFU", "shared"), 0.0)
+        terms["HBM"] = launch.hbm_bytes / gpu["copy"]
+        return {"seconds": terms["HBM"] + launch.launches * LAUNCH_SECONDS, "terms": terms, "bound": "HBM",
+                "overlap": True, "resident": None}
+    resident = int(re.match(r"\d+/64 \((\d+) blocks", row["occupancy"]).group(1))
+    pipelined = row["async_copies"] != "-"
+    stages = int(re.search(r"num_stages=(\d+)", row["specialization"]).group(1)) if pipelined else 1
+    busiest = math.ceil(launch.programs / gpu["sms"])
+    per_sm = min(resident, busiest)
+    in_flight = per_sm * launch.phase_bytes * stages
+    bandwidth = gpu["copy"] * min(1.0, in_flight / (gpu["copy"] / gpu["sms"] * LATENCY))
+    terms = {
+        "HBM": launch.hbm_bytes / bandwidth,
+        "L2": launch.l2_bytes / L2_BANDWIDTH,
+        "tensor": launch.tensor_flops / (gpu["tensor"] * MMA_SYNC_SHARE),
+        "SFU": launch.exponentials / (gpu["sms"] * SFU_PER_SM_PER_CLOCK * gpu["clock"]),
+        "shared": launch.shared_bytes / (gpu["sms"] * SHARED_BYTES_PER_SM_PER_CLOCK * gpu["clock"]),
+    }
+    memory, compute = max(terms["HBM"], terms["L2"]), max(terms["tensor"], terms["SFU"], terms["shared"])
+    overlap = pipelined or per_sm >= 2
+    body = max(memory, compute) if overlap else memory + compute
+    rounding = busiest / (launch.programs / gpu["sms"])
+    return {"seconds": body * rounding + launch.launches * LAUNCH_SECONDS, "terms": terms,
+            "bound": max(terms, key=terms.get), "overlap": overlap, "resident": resident}
+
+
+def triton_flash_predictions(rows: list[dict]) -> list[dict]:
+    """Per shape and direction: {label, direction, parts: [(launch, row, {gpu: prediction})], missing,
+    and per gpu: seconds, roofline, fraction, terms (summed over the parts), bound (of the longest part)}."""
+    result = []
+    for label, window, channels, heads in TRITON_FLASH_SHAPES:
+        minimal = {"forward": 4, "backward": 7}
+        for direction, launches in triton_flash_launches(window, channels, heads).items():
+            parts = [(launch, report_row(rows, launch) if launch.report_kernel else None) for launch in launches]
+            entry = {"label": label, "direction": direction, "channels": channels,
+                     "missing": [launch.name for launch, row in parts if launch.report_kernel and row is None]}
+            entry["parts"] = [(launch, row, {} if entry["missing"] else {
+                name: predict_triton_flash(launch, row, gpu) for name, gpu in GPUS.items()})
+                for launch, row in parts]
+            if not entry["missing"]:
+                for name, gpu in GPUS.items():
+                    predicted = [prediction[name] for _, _, prediction in entry["parts"]]
+                    seconds = sum(p["seconds"] for p in predicted)
+                    roofline = minimal[direction] * channels * ELEMENT * FLASH_TOKENS / gpu["copy"]
+                    longest = max(zip(predicted, parts), key=lambda pair: pair[0]["seconds"])
+                    bound = longest[0]["bound"] + ("" if longest[0]["overlap"] else " + compute (serial)")
+                    entry[name] = {
+                        "seconds": seconds, "roofline": roofline, "fraction": roofline / seconds,
+                        "terms": {t: sum(p["terms"][t] for p in predicted) for t in predicted[0]["terms"]},
+                        "bound": bound if direction == "forward" else f"{bound} ({longest[1][0].name})",
+                    }
+            result.append(entry)
+    return result
+
+
+def flash_lines(rows: list[dict]) -> list[str]:
+    lines = [
+        "",
+        "## The flash kernels at 16x16 and 8x32 windows",
+        "",
+        "B 1, 256 x 256 tokens, image layout, shifted, head_dim 30, bf16; HAT: window 16 x 16 (256 tokens), C 180,",
+        "6 heads; DAT: window 8 x 32 (256 tokens), C 90, 3 heads. `csrc/cuda/window_attention_flash_kernel.cu`",
+        "modelled from its structure (see flash_kernels()); the Triton ones",
+        "(`swinir_kernels/triton/window_attention_flash.py`) from their structure and the static report's sm_90",
+        "rows (see triton_flash_launches(); the backward = preprocess + dK/dV + dQ + the partials' sum, its parts",
+        "listed under it). Terms in us on the H100: HBM / L2 / tensor / SFU / shared memory (the backward's summed",
+        "over its parts). Roofline = 4C (forward) or 7C (backward) bytes per token at the copy ceiling.",
+        "",
+        "| shape | kernel | blocks/SM | bound by | H100 terms us | H100 roofline us | H100 predicted us | share "
+        "| H200 roofline us | H200 predicted us | share | target |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def verdict(direction, h100, h200):
+        target = 0.7 if direction == "forward" else 0.5
+        return f"{'meets' if min(h100['fraction'], h200['fraction']) >= target else 'misses'} {target:.0%}"
+
+    def terms(prediction):
+        return " / ".join(f"{value * 1e6:.0f}" for value in prediction["terms"].values())
+
+    for kernel in flash_kernels():
+        h100, h200 = predict_flash(kernel, GPUS["H100 SXM"]), predict_flash(kernel, GPUS["H200 SXM"])
+        lines.append(
+            f"| HAT (16x16, C 180) | {kernel['name']} | {', '.join(map(str, h100['resident']))} | {h100['bound']} | "
+            f"{terms(h100)} | {h100['roofline'] * 1e6:.1f} | {h100['seconds'] * 1e6:.1f} | {h100['fraction']:.1%} | "
+            f"{h200['roofline'] * 1e6:.1f} | {h200['seconds'] * 1e6:.1f} | {h200['fraction']:.1%} | "
+            f"{verdict(kernel['direction'], h100, h200)} |"
+        )
+    missing = []
+    entries = triton_flash_predictions(rows)
+    for entry in entries:
+        name = f"triton flash {entry['direction']}"
+        if entry["missing"]:
+            missing.append(f"{name} at {entry['label']} ({', '.join(entry['missing'])})")
+            continue
+        h100, h200 = entry["H100 SXM"], entry["H200 SXM"]
+        resident = ", ".join(str(p["H100 SXM"]["resident"]) for _, row, p in entry["parts"] if row is not None)
+        lines.append(
+            f"| {entry['label']} | {name} | {resident} | {h100['bound']} | {terms(h100)} | "
+            f"{h100['roofline'] * 1e6:.1f} | {h100['seconds'] * 1e6:.1f} | {h100['fraction']:.1%} | "
+            f"{h200['roofline'] * 1e6:.1f} | {h200['seconds'] * 1e6:.1f} | {h200['fraction']:.1%} | "
+            f"{verdict(entry['direction'], h100, h200)} |"
+        )
+        if entry["direction"] == "backward":
+            for launch, row, prediction in entry["parts"]:
+                p100, p200 = prediction["H100 SXM"], prediction["H200 SXM"]
+                programs = f"{launch.programs} programs" if launch.programs else "torch"
+                lines.append(
+                    f"| {entry['label']} | . {launch.name} ({programs}) | {p100['resident'] or '-'} | "
+                    f"{p100['bound']}{'' if p100['overlap'] else ' + compute (serial)'} | {terms(p100)} | | "
+                    f"{p100['seconds'] * 1e6:.1f} | | | {p200['seconds'] * 1e6:.1f} | | |"
+                )
+    if missing:
+        lines += ["", "Not in the static report (no row to predict from): " + "; ".join(missing) + "."]
+    # What the Triton kernels' L2 term is made of, at HAT's shape (per (window, head), L2-to-SM bytes).
+    n, hd, heads = 256, 30, 6
+    slice_l2 = sectors_per_slice(hd * ELEMENT, hd * ELEMENT, heads) * SECTOR
+    forward = {"k, v per query block": 2 * 4 * n * slice_l2, "bias": n * n * BIAS_ELEMENT, "q, out": 2 * n * slice_l2}
+    dkdv = {"partial RMW": (2 * 256 - 10) / 256 * n * n * PARTIAL_ELEMENT,
+            "q, dO per key block": 2 * 4 * n * slice_l2, "bias": n * n * BIAS_ELEMENT,
+            "k, v, dk, dv, lse, delta": 4 * n * slice_l2 + 4 * n * STATS_BYTES}
+
+    def shares(parts):
+        return ", ".join(f"{name} {value / sum(parts.values()):.0%}" for name, value in parts.items())
+
+    hat_backward = next(e for e in entries if e["label"].startswith("HAT") and e["direction"] == "backward")
+    cap = hat_backward["H100 SXM"]["roofline"] / hat_backward["H100 SXM"]["terms"]["HBM"] if not hat_backward[
+        "missing"] else float("nan")
+    lines += ["", f"Triton at HAT, L2 bytes: forward {shares(forward)}; dK/dV {shares(dkdv)}.",
+              "HBM alone: the backward's three kernels each read q, k, v and dO (15C bytes per token with the",
+              f"writes, against 7C), so its HBM term caps it at {cap:.0%} of the roofline (H100) before the L2 term."]
+    return lines
+
+
 def commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
@@ -342,6 +718,7 @@ def main(argv=None) -> int:
         )
     if missing:
         lines += ["", "Not in the static report (no row to predict from): " + ", ".join(missing) + "."]
+    lines += flash_lines(rows)
     if args.measured:
         runs = []
         for path in args.measured:

@@ -225,8 +225,9 @@ def occupancy(sm: int, registers: int, threads: int, shared_bytes: int) -> str:
 
 def _triton_shapes():
     """Calls the Triton launchers on CPU tensors for the shapes the tests use (windows 7 and 8, shift 0
-    and ws//2, head_dim 30 and 10, masked and unmasked, both layouts, every dtype, the fp32 dot modes)
-    and the SwinIR-M (C 180) and -S (C 60) shapes; yields nothing, the launches are recorded."""
+    and ws//2, head_dim 30 and 10, masked and unmasked, both layouts, every dtype, the fp32 dot modes),
+    the SwinIR-M (C 180) and -S (C 60) shapes, and the flash kernels' large windows (HAT 16x16, DAT 8x32,
+    SRFormer 22x22, DRCT's head_dim 122); yields nothing, the launches are recorded."""
     import torch
 
 
@@ -275,6 +276,30 @@ def _triton_shapes():
                 mask = torch.zeros(6, ws * ws, ws * ws, dtype=dtype)
                 out = torch.ops.swinir_kernels.window_attention_triton(windows, bias, mask, heads, scale)
                 torch.autograd.grad(out, (windows, bias), torch.zeros_like(out))
+    # The flash kernels (more than 64 tokens or head_dim above 64), forward and backward, both layouts
+    # (the window layout masked): ((wh, ww), (sh, sw), C, heads, dtype, fp32 dot precision). HAT 16x16 at
+    # head_dim 30 in bf16 and TF32 (and IEEE), DAT's 8x32 with shift (4, 16), DRCT's head_dim 122 in fp16,
+    # SRFormer's 22x22 (484 tokens), and fp64.
+    flash_cases = [
+        ((16, 16), (8, 8), 60, 2, "bfloat16", "ieee"),
+        ((16, 16), (8, 8), 60, 2, "float32", "tf32"),
+        ((16, 16), (8, 8), 60, 2, "float32", "ieee"),
+        ((8, 32), (4, 16), 60, 2, "bfloat16", "ieee"),
+        ((16, 16), (8, 8), 122, 1, "float16", "ieee"),
+        ((22, 22), (11, 11), 60, 2, "bfloat16", "ieee"),
+        ((16, 16), (8, 8), 60, 2, "float64", "ieee"),
+    ]
+    for (wh, ww), shift, channels, heads, dtype_name, precision in flash_cases:
+        os.environ["SWINIR_KERNELS_FP32_PRECISION"] = precision
+        dtype, tokens, scale = getattr(torch, dtype_name), wh * ww, (channels // heads) ** -0.5
+        qkv = torch.zeros(1, wh, 2 * ww, 3 * channels, dtype=dtype, requires_grad=True)
+        bias = torch.zeros(heads, tokens, tokens, dtype=dtype, requires_grad=True)
+        out = torch.ops.swinir_kernels.shifted_window_attention_triton(qkv, bias, heads, [wh, ww], list(shift), scale)
+        torch.autograd.grad(out, (qkv, bias), torch.zeros_like(out))
+        windows = torch.zeros(2, tokens, 3 * channels, dtype=dtype, requires_grad=True)
+        mask = torch.zeros(2, tokens, tokens, dtype=dtype)
+        out = torch.ops.swinir_kernels.window_attention_triton(windows, bias, mask, heads, scale)
+        torch.autograd.grad(out, (windows, bias), torch.zeros_like(out))
     os.environ.pop("SWINIR_KERNELS_FP32_PRECISION", None)
 
 
@@ -455,7 +480,8 @@ def compile_cuda_file(job: tuple) -> list[KernelReport]:
 def cuda_launch_geometry() -> dict[tuple[str, str], set[tuple[int, int]]]:
     """(kernel, template arguments) -> {(threads per block, dynamic shared bytes)} of the launches the
     CUDA launchers make for the model's shapes: SwinIR-M (C 180) and -S (C 60) shifted-window attention
-    forward and backward in every dtype, window partition/reverse and pixel shuffle. The launchers run on
+    forward and backward in every dtype, HAT's 16x16 windows (the flash kernels), window partition/reverse
+    and pixel shuffle. The launchers run on
     the CPU through the SIMT harness of the tests (tests/support/simt), which logs each launch (SIMT_LAUNCH_LOG);
     `nm` names the kernels."""
     import torch
@@ -475,6 +501,14 @@ def cuda_launch_geometry() -> dict[tuple[str, str], set[tuple[int, int]]]:
             job, _ = simt.attention_job(
                 Path(work, f"attention-{channels}-{dtype}"), "shifted_window_attention", qkv, bias, mask, grad_out,
                 kwargs, "forward", 0,
+            )  # fmt: skip
+            jobs.append(("attention", job))
+        # HAT's 16x16 windows (256 tokens, C 180, 6 heads): the flash kernels.
+        for dtype in (torch.bfloat16, torch.float16, torch.float32, torch.float64):
+            qkv, bias, mask, grad_out, kwargs = make_inputs((1, 1, 1, 16, 8, 180, 6), dtype, "cpu", "shifted_window_attention")
+            job, _ = simt.attention_job(
+                Path(work, f"attention-hat-{dtype}"), "shifted_window_attention", qkv, bias, mask, grad_out, kwargs,
+                "forward", 0,
             )  # fmt: skip
             jobs.append(("attention", job))
         x = torch.zeros(1, 16, 24, 180, dtype=torch.bfloat16)

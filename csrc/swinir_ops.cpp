@@ -25,10 +25,11 @@ extern "C" PyObject* PyInit__C(void) {
 }
 
 TORCH_LIBRARY(swinir_kernels, m) {
-  // x (B, H, W, C) -> (B*nW, ws*ws, C): roll by (-shift, -shift) over (H, W), then partition.
-  m.def("window_partition(Tensor x, int window_size, int shift) -> Tensor");
-  // windows (B*nW, ws*ws, C) -> (B, H, W, C): exact inverse of window_partition.
-  m.def("window_reverse(Tensor windows, int window_size, SymInt H, SymInt W, int shift) -> Tensor");
+  // window_size = (wh, ww) and shift = (sh, sw) along (H, W): `int[2]`, so one int means both axes.
+  // x (B, H, W, C) -> (B*nW, wh*ww, C): roll by (-sh, -sw) over (H, W), then partition.
+  m.def("window_partition(Tensor x, int[2] window_size, int[2] shift) -> Tensor");
+  // windows (B*nW, wh*ww, C) -> (B, H, W, C): exact inverse of window_partition.
+  m.def("window_reverse(Tensor windows, int[2] window_size, SymInt H, SymInt W, int[2] shift) -> Tensor");
 
   // x (B, C*r*r, H, W) -> (B, C, out_h, out_w), out = shuffle(x)[..., :out_h, :out_w] * scale[c] + bias[c].
   m.def(
@@ -47,12 +48,12 @@ TORCH_LIBRARY(swinir_kernels, m) {
       "_window_attention_backward(Tensor grad_out, Tensor qkv, Tensor rel_bias, Tensor? mask, int num_heads,"
       " float scale) -> (Tensor, Tensor)");
 
-  // Image layout: qkv (B, H, W, 3C), rel_bias (nH, ws*ws, ws*ws) -> (B, H, W, C); shift and the
-  // official -100 shift mask are index arithmetic inside the kernel.
+  // Image layout: qkv (B, H, W, 3C), rel_bias (nH, wh*ww, wh*ww) -> (B, H, W, C); the shift and the
+  // official -100 shift mask (cut per axis, DAT's calculate_mask) are index arithmetic inside the kernel.
   m.def(
-      "shifted_window_attention(Tensor qkv, Tensor rel_bias, int num_heads, int window_size, int shift,"
+      "shifted_window_attention(Tensor qkv, Tensor rel_bias, int num_heads, int[2] window_size, int[2] shift,"
       " float scale) -> Tensor");
   m.def(
       "_shifted_window_attention_backward(Tensor grad_out, Tensor qkv, Tensor rel_bias, int num_heads,"
-      " int window_size, int shift, float scale) -> (Tensor, Tensor)");
+      " int[2] window_size, int[2] shift, float scale) -> (Tensor, Tensor)");
 }

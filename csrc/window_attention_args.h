@@ -10,7 +10,7 @@ namespace swinir_kernels {
 
 struct AttentionDims {
   int64_t num_windows;  // B*nW: windows of the whole batch
-  int64_t tokens;       // N = ws*ws tokens per window
+  int64_t tokens;       // N = wh*ww tokens per window
   int64_t channels;     // C: qkv holds 3C channels, [q | k | v], each head-major
   int64_t num_heads;    // nH
   int64_t head_dim;     // hd = C / nH
@@ -68,17 +68,19 @@ inline AttentionDims window_attention_dims(const at::Tensor& qkv, const at::Tens
   return d;
 }
 
-// qkv (B, H, W, 3C) with H, W multiples of window_size, 0 <= shift < window_size,
-// rel_bias (nH, ws*ws, ws*ws).
+// qkv (B, H, W, 3C) with H a multiple of wh and W of ww, 0 <= sh < wh, 0 <= sw < ww,
+// rel_bias (nH, wh*ww, wh*ww).
 inline AttentionDims shifted_window_attention_dims(const at::Tensor& qkv, const at::Tensor& rel_bias,
-                                                   int64_t num_heads, int64_t window_size, int64_t shift) {
+                                                   int64_t num_heads, const AxisPair& window, const AxisPair& shift) {
   check_dim(qkv, 4, "qkv", "(B, H, W, 3C)");
-  check_multiple(qkv.size(1), window_size, "qkv.shape[1] (H)");
-  check_multiple(qkv.size(2), window_size, "qkv.shape[2] (W)");
-  TORCH_CHECK_VALUE(0 <= shift && shift < window_size, "shift: expected 0 <= shift < window_size=", window_size,
-                    ", got ", shift);
+  check_multiple(qkv.size(1), window.h, "qkv.shape[1] (H)", "window_size[0]");
+  check_multiple(qkv.size(2), window.w, "qkv.shape[2] (W)", "window_size[1]");
+  TORCH_CHECK_VALUE(0 <= shift.h && shift.h < window.h, "shift[0]: expected 0 <= shift[0] < window_size[0]=",
+                    window.h, ", got ", shift.h);
+  TORCH_CHECK_VALUE(0 <= shift.w && shift.w < window.w, "shift[1]: expected 0 <= shift[1] < window_size[1]=",
+                    window.w, ", got ", shift.w);
   const int64_t B = qkv.size(0), H = qkv.size(1), W = qkv.size(2);
-  AttentionDims d{B * (H / window_size) * (W / window_size), window_size * window_size, 0, 0, 0, B, H, W};
+  AttentionDims d{B * (H / window.h) * (W / window.w), window.h * window.w, 0, 0, 0, B, H, W};
   detail::check_heads_and_bias(d, qkv, rel_bias, num_heads);
   return d;
 }

@@ -159,7 +159,9 @@ def _load(device: str) -> None:
             if data["fingerprint"] != fingerprint(device):
                 continue
             record = Record(**{**data["record"], "cached": True})
-            key = tuple(tuple(field) for field in data["key"])
+            # JSON made the key's tuples lists: the fields, and per-axis values such as a rectangular
+            # window's ("window_size", (8, 32)).
+            key = tuple((name, tuple(value) if isinstance(value, list) else value) for name, value in data["key"])
             _records.setdefault((device, data["backend"], data["direction"], key), record)
         except (OSError, ValueError, KeyError, TypeError):
             continue  # corrupt or from another version of this format: checked again when needed

@@ -3,6 +3,8 @@ import tempfile
 
 import pytest
 import torch
+from hypothesis import HealthCheck, Phase, settings
+
 
 import swinir_kernels
 from tests.helpers import TRITON_INTERPRET
@@ -13,6 +15,23 @@ if TRITON_INTERPRET and swinir_kernels.triton.UNAVAILABLE is None:
     from tests.support import triton_faithful
 
     triton_faithful.activate()
+
+
+# Hypothesis profiles of the property tests (tests/kernels/test_*_properties.py): `ci` (the default: a
+# bounded, derandomized example count, so CI time stays in hand and a failure reproduces; no shrinking,
+# which re-runs kernels under the Triton interpreter for many minutes) and `long`
+# (SWINIR_HYPOTHESIS_PROFILE=long: five times the examples, random, shrinking a failure to a minimal
+# case; for a run on demand). Examples run kernels: no per-example deadline.
+settings.register_profile(
+    "ci", max_examples=25, derandomize=True, deadline=None, print_blob=True,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)  # fmt: skip
+settings.register_profile(
+    "long", max_examples=120, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)  # fmt: skip
+settings.load_profile(os.environ.get("SWINIR_HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(autouse=True)

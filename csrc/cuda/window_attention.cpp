@@ -2,7 +2,8 @@
 // with the CPU kernels), the kernel's size limits, fp32/fp64 copies of rel_bias and mask (tiny, shared
 // by all windows), allocation and launch of the tensor-core kernels (window_attention_tc_kernel.cu: fp16,
 // bf16, and fp32 when torch.backends.cuda.matmul.allow_tf32 is set) or the scalar ones
-// (window_attention_kernel.cu: exact fp32, fp64).
+// (window_attention_kernel.cu: exact fp32, fp64) for windows held on chip (N <= 64 tokens, head_dim <= 64),
+// or of the flash kernels (window_attention_flash_kernel.cu, every dtype) for larger windows or heads.
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
 #include <c10/cuda/CUDAException.h>
@@ -19,9 +20,10 @@
 namespace swinir_kernels {
 namespace {
 
-// Image layout of shifted_window_attention; absent for the window layout.
+// Image layout of shifted_window_attention: the window's (wh, ww) and the shift's (sh, sw); absent for
+// the window layout.
 struct ImageWindows {
-  int64_t window_size, shift;
+  AxisPair window, shift;
 };
 
 // The CUDA kernel's limits on top of the shared checks; `tokens_name` names what sets N.
@@ -47,28 +49,47 @@ cuda::WindowAttentionParams make_params(const AttentionDims& d, const at::Tensor
   if (image != nullptr) {
     p.height = d.height;
     p.width = d.width;
-    p.window_size = static_cast<int>(image->window_size);
-    p.shift = static_cast<int>(image->shift);
+    p.window_h = static_cast<int>(image->window.h);
+    p.window_w = static_cast<int>(image->window.w);
+    p.shift_h = static_cast<int>(image->shift.h);
+    p.shift_w = static_cast<int>(image->shift.w);
   }
   p.dtype = cuda::element_type_of(qkv, "qkv");
   p.allow_tf32 = at::globalContext().allowTF32CuBLAS();
   return p;
 }
 
-// Whether to launch the tensor-core kernel: for its dtypes where its shared memory fits the device (the
-// TF32 backward at head_dim > 48 needs more than an A100's 163 KB), else the scalar kernel, which must fit.
-bool use_tensor_cores(const cuda::WindowAttentionParams& p, bool backward) {
+int shared_memory_limit() {
   int device = 0, limit = 0;
   C10_CUDA_CHECK(cudaGetDevice(&device));
   C10_CUDA_CHECK(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  return limit;
+}
+
+// The kernels that run a call: the flash kernels for windows past the on-chip limits, else the on-chip
+// tensor-core or scalar kernels.
+enum class Kernels { kScalar, kTensorCores, kFlash };
+
+// Flash kernels: their shared memory must fit. On-chip: the tensor-core kernel for its dtypes where its
+// shared memory fits the device (the TF32 backward at head_dim > 48 needs more than an A100's 163 KB), else
+// the scalar kernel, which must fit.
+Kernels choose_kernels(const cuda::WindowAttentionParams& p, bool backward) {
+  const int limit = shared_memory_limit();
+  if (cuda::window_attention_uses_flash(p)) {
+    const size_t needed = cuda::window_attention_flash_shared_bytes(p, backward);
+    TORCH_CHECK_VALUE(needed <= static_cast<size_t>(limit), "qkv: N=", p.tokens, ", head_dim=", p.head_dim,
+                      " in this dtype needs ", needed, " bytes of shared memory per block for the CUDA flash ",
+                      backward ? "backward" : "forward", " kernels, more than the device's ", limit);
+    return Kernels::kFlash;
+  }
   if (cuda::window_attention_uses_tensor_cores(p) &&
       cuda::window_attention_tc_shared_bytes(p, backward) <= static_cast<size_t>(limit))
-    return true;
+    return Kernels::kTensorCores;
   const size_t needed = cuda::window_attention_shared_bytes(p, backward);
   TORCH_CHECK_VALUE(needed <= static_cast<size_t>(limit), "qkv: N=", p.tokens, ", head_dim=", p.head_dim,
                     " in this dtype needs ", needed, " bytes of shared memory per block for the CUDA ",
                     backward ? "backward" : "forward", " kernel, more than the device's ", limit);
-  return false;
+  return Kernels::kScalar;
 }
 
 // rel_bias / mask in the kernel's compute type, contiguous (undefined stays undefined).
@@ -89,8 +110,17 @@ at::Tensor attention_forward(const at::Tensor& qkv_in, const at::Tensor& rel_bia
   auto params = make_params(d, qkv, bias, mask_values, scale, image);
   params.out = out.mutable_data_ptr();
   const auto stream = c10::cuda::getCurrentCUDAStream();
-  C10_CUDA_CHECK(use_tensor_cores(params, /*backward=*/false) ? cuda::launch_window_attention_tc_forward(params, stream)
-                                                              : cuda::launch_window_attention_forward(params, stream));
+  switch (choose_kernels(params, /*backward=*/false)) {
+    case Kernels::kFlash:
+      C10_CUDA_CHECK(cuda::launch_window_attention_flash_forward(params, stream));
+      break;
+    case Kernels::kTensorCores:
+      C10_CUDA_CHECK(cuda::launch_window_attention_tc_forward(params, stream));
+      break;
+    case Kernels::kScalar:
+      C10_CUDA_CHECK(cuda::launch_window_attention_forward(params, stream));
+      break;
+  }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;
 }
@@ -113,11 +143,14 @@ std::tuple<at::Tensor, at::Tensor> attention_backward(const at::Tensor& grad_out
   const auto compute_options = qkv.options().dtype(cuda::compute_dtype_of(qkv));
   cuda::WindowAttentionBackwardParams params{};
   params.inputs = make_params(d, qkv, bias, mask_values, scale, image);
-  const bool tensor_cores = use_tensor_cores(params.inputs, /*backward=*/true);
-  // Scalar kernel: partials (groups, nH, N, N) summed by a second kernel; tensor cores: (nH, groups, N, N)
-  // summed by each head's last block, which needs the zeroed per-head counters.
-  const int64_t groups = tensor_cores ? cuda::window_attention_tc_backward_groups(d.num_windows)
-                                      : cuda::window_attention_backward_groups(d.num_windows);
+  const Kernels kernels = choose_kernels(params.inputs, /*backward=*/true);
+  const bool tensor_cores = kernels == Kernels::kTensorCores;
+  // Scalar and flash kernels: partials (groups, nH, N, N) summed by a last kernel; tensor cores: (nH, groups,
+  // N, N) summed by each head's last block, which needs the zeroed per-head counters. Flash: the softmax
+  // statistics (lse, delta per row) of its first pass.
+  const int64_t groups = kernels == Kernels::kFlash ? cuda::window_attention_flash_backward_groups(params.inputs)
+                         : tensor_cores             ? cuda::window_attention_tc_backward_groups(d.num_windows)
+                                                    : cuda::window_attention_backward_groups(d.num_windows);
   auto grad_bias_partials = at::empty({groups, d.num_heads, d.tokens, d.tokens}, compute_options);
   auto grad_bias = at::empty({d.num_heads, d.tokens, d.tokens}, compute_options);
   auto grad_bias_counters = tensor_cores ? at::zeros({d.num_heads}, qkv.options().dtype(at::kInt)) : at::Tensor();
@@ -127,9 +160,22 @@ std::tuple<at::Tensor, at::Tensor> attention_backward(const at::Tensor& grad_out
   params.grad_qkv = grad_qkv.mutable_data_ptr();
   params.grad_bias_partials = grad_bias_partials.mutable_data_ptr();
   params.grad_bias = grad_bias.mutable_data_ptr();
+  auto softmax_stats = kernels == Kernels::kFlash
+                           ? at::empty({2, d.num_windows, d.num_heads, d.tokens}, compute_options)
+                           : at::Tensor();
+  params.softmax_stats = softmax_stats.defined() ? softmax_stats.mutable_data_ptr() : nullptr;
   const auto stream = c10::cuda::getCurrentCUDAStream();
-  C10_CUDA_CHECK(tensor_cores ? cuda::launch_window_attention_tc_backward(params, stream)
-                              : cuda::launch_window_attention_backward(params, stream));
+  switch (kernels) {
+    case Kernels::kFlash:
+      C10_CUDA_CHECK(cuda::launch_window_attention_flash_backward(params, stream));
+      break;
+    case Kernels::kTensorCores:
+      C10_CUDA_CHECK(cuda::launch_window_attention_tc_backward(params, stream));
+      break;
+    case Kernels::kScalar:
+      C10_CUDA_CHECK(cuda::launch_window_attention_backward(params, stream));
+      break;
+  }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {grad_qkv, grad_bias.to(rel_bias.scalar_type())};
 }
@@ -155,21 +201,22 @@ std::tuple<at::Tensor, at::Tensor> window_attention_backward_cuda(const at::Tens
 }
 
 at::Tensor shifted_window_attention_forward_cuda(const at::Tensor& qkv, const at::Tensor& rel_bias, int64_t num_heads,
-                                                 int64_t window_size, int64_t shift, double scale) {
-  const AttentionDims d = shifted_window_attention_dims(qkv, rel_bias, num_heads, window_size, shift);
-  check_kernel_limits(d, qkv, "window_size**2 (N)");
-  const ImageWindows image{window_size, shift};
+                                                 at::IntArrayRef window_size, at::IntArrayRef shift, double scale) {
+  const ImageWindows image{window_shape(window_size), shift_pair(shift)};
+  const AttentionDims d = shifted_window_attention_dims(qkv, rel_bias, num_heads, image.window, image.shift);
+  check_kernel_limits(d, qkv, "window_size[0] * window_size[1] (N)");
   return attention_forward(qkv, rel_bias, at::Tensor(), d, scale, &image);
 }
 
 std::tuple<at::Tensor, at::Tensor> shifted_window_attention_backward_cuda(const at::Tensor& grad_out,
                                                                           const at::Tensor& qkv,
                                                                           const at::Tensor& rel_bias,
-                                                                          int64_t num_heads, int64_t window_size,
-                                                                          int64_t shift, double scale) {
-  const AttentionDims d = shifted_window_attention_dims(qkv, rel_bias, num_heads, window_size, shift);
-  check_kernel_limits(d, qkv, "window_size**2 (N)");
-  const ImageWindows image{window_size, shift};
+                                                                          int64_t num_heads,
+                                                                          at::IntArrayRef window_size,
+                                                                          at::IntArrayRef shift, double scale) {
+  const ImageWindows image{window_shape(window_size), shift_pair(shift)};
+  const AttentionDims d = shifted_window_attention_dims(qkv, rel_bias, num_heads, image.window, image.shift);
+  check_kernel_limits(d, qkv, "window_size[0] * window_size[1] (N)");
   return attention_backward(grad_out, qkv, rel_bias, at::Tensor(), d, scale, &image);
 }
 

@@ -21,10 +21,10 @@ namespace {
 constexpr int kForwardThreads = 128;
 constexpr int kBackwardThreads = 256;
 constexpr int kWarp = 32;
-constexpr int kColumnsPerLane = (kCudaAttentionMaxTokens + kWarp - 1) / kWarp;
+constexpr int kColumnsPerLane = (kCudaOnChipAttentionMaxTokens + kWarp - 1) / kWarp;
 constexpr float kShiftMaskValue = -100.0f;  // the official additive mask (not -inf)
 // Shared-memory token tables in front of the tiles: each token's pixel index (int64) and shift region (int).
-constexpr size_t kTableBytes = kCudaAttentionMaxTokens * (sizeof(int64_t) + sizeof(int));
+constexpr size_t kTableBytes = kCudaOnChipAttentionMaxTokens * (sizeof(int64_t) + sizeof(int));
 static_assert(kTableBytes % 16 == 0, "tiles after the token tables must stay 16-byte aligned");
 
 __host__ __device__ inline int64_t group_count(int64_t num_windows) {
@@ -57,7 +57,7 @@ struct SharedTiles {
 
   __device__ SharedTiles(unsigned char* raw, int tokens, int head_dim, bool backward) {
     pixel = reinterpret_cast<int64_t*>(raw);
-    region = reinterpret_cast<int*>(raw + kCudaAttentionMaxTokens * sizeof(int64_t));
+    region = reinterpret_cast<int*>(raw + kCudaOnChipAttentionMaxTokens * sizeof(int64_t));
     stride = tile_stride(head_dim);
     const int tile = tokens * stride;
     q = reinterpret_cast<Acc*>(raw + kTableBytes);
@@ -95,7 +95,7 @@ __device__ inline Acc dot(const Acc* a, const Acc* b, int n) {
 // Fills the token tables for window w (block-wide; the caller synchronises).
 template <typename Acc>
 __device__ void load_token_tables(const WindowAttentionParams& p, int64_t w, SharedTiles<Acc>& s) {
-  const bool shift_mask = p.image_layout && p.shift > 0;
+  const bool shift_mask = has_shift_mask(p);
   for (int t = threadIdx.x; t < p.tokens; t += blockDim.x) {
     s.pixel[t] = token_pixel(p, w, t);
     s.region[t] = shift_mask ? token_region(p, w, t) : 0;
@@ -122,7 +122,7 @@ __device__ void probability_row(const WindowAttentionParams& p, const SharedTile
   const Acc* bias_row = static_cast<const Acc*>(p.rel_bias) + (static_cast<int64_t>(h) * n + i) * n;
   const Acc* mask_row =
       p.mask == nullptr ? nullptr : static_cast<const Acc*>(p.mask) + ((w % p.mask_windows) * n + i) * n;
-  const bool shift_mask = p.image_layout && p.shift > 0;
+  const bool shift_mask = has_shift_mask(p);
   const Acc scale = static_cast<Acc>(p.scale);
   Acc score[kColumnsPerLane] = {};
   Acc row_max = static_cast<Acc>(-INFINITY);
@@ -285,8 +285,8 @@ __global__ void sum_bias_partials_kernel(const Acc* __restrict__ partials, Acc* 
 }
 
 bool sizes_supported(const WindowAttentionParams& p) {
-  return p.tokens >= 1 && p.tokens <= kCudaAttentionMaxTokens && p.head_dim >= 1 &&
-         p.head_dim <= kCudaAttentionMaxHeadDim && p.num_heads >= 1 && (p.mask == nullptr || p.mask_windows >= 1);
+  return p.tokens >= 1 && p.tokens <= kCudaOnChipAttentionMaxTokens && p.head_dim >= 1 &&
+         p.head_dim <= kCudaOnChipAttentionMaxHeadDim && p.num_heads >= 1 && (p.mask == nullptr || p.mask_windows >= 1);
 }
 
 }  // namespace

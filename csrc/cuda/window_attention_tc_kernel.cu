@@ -50,7 +50,7 @@ constexpr int kThreads = kWarps * kWarp;
 // registers at 128 or 168 and spills; without it these kernels take 127-255 registers and never spill.
 constexpr int kTile = 16;                        // wmma M and N: one strip of rows per warp
 constexpr int kPaddedTokens = kWarps * kTile;    // N <= 64 padded to 64
-static_assert(kPaddedTokens == kCudaAttentionMaxTokens, "one 16-row strip per warp must cover the largest window");
+static_assert(kPaddedTokens == kCudaOnChipAttentionMaxTokens, "one 16-row strip per warp must cover the largest window");
 constexpr int kStripStride = kPaddedTokens + 4;  // fp32 strips: rows stay 16-byte aligned, banks staggered
 // Softmax: two lanes per row of a warp's strip, lane 2r + h taking the columns j = 2c + h.
 constexpr int kColumnsPerLane = kPaddedTokens / 2;
@@ -410,7 +410,7 @@ __device__ void store_head_rows(T* dst, int64_t row_elements, int64_t first_chan
 // Token tables of window w into buffer `buffer` (threads t < N; the caller synchronises).
 template <typename T>
 __device__ void fill_token_tables(const WindowAttentionParams& p, SharedTiles<T>& s, int buffer, int64_t w) {
-  const bool shift_mask = p.image_layout && p.shift > 0;
+  const bool shift_mask = has_shift_mask(p);
   for (int t = threadIdx.x; t < p.tokens; t += blockDim.x) {
     s.pixels(buffer)[t] = token_pixel(p, w, t);
     s.regions(buffer)[t] = shift_mask ? token_region(p, w, t) : 0;
@@ -447,7 +447,7 @@ __device__ bool probability_rows(const WindowAttentionParams& p, const SharedTil
   const float* mask_row = p.mask == nullptr || !row_valid
                               ? nullptr
                               : static_cast<const float*>(p.mask) + ((w % p.mask_windows) * n + i) * n;
-  const bool shift_mask = p.image_layout && p.shift > 0 && row_valid;
+  const bool shift_mask = has_shift_mask(p) && row_valid;
   const int region = shift_mask ? s.regions(tables)[i] : 0;
   const float scale = static_cast<float>(p.scale);
   float row_max = -INFINITY;
@@ -666,7 +666,7 @@ __global__ void window_attention_tc_backward_kernel(WindowAttentionBackwardParam
 }
 
 bool sizes_supported(const WindowAttentionParams& p) {
-  return p.tokens >= 1 && p.tokens <= kCudaAttentionMaxTokens && p.head_dim >= 1 && p.head_dim <= kCudaAttentionMaxHeadDim &&
+  return p.tokens >= 1 && p.tokens <= kCudaOnChipAttentionMaxTokens && p.head_dim >= 1 && p.head_dim <= kCudaOnChipAttentionMaxHeadDim &&
          p.num_heads >= 1 && (p.mask == nullptr || p.mask_windows >= 1) && window_attention_uses_tensor_cores(p);
 }
 

@@ -1,6 +1,6 @@
 // The window permutation kernel: each thread moves one aligned chunk (16, 8, 4, 2 or 1 bytes) of a
 // pixel, threads enumerate the window layout in order, so window-side accesses are coalesced and
-// image-side ones are runs of ws pixels (wrapping at most once at the image edge).
+// image-side ones are runs of ww pixels (wrapping at most once at the image edge).
 #include "element_io.cuh"
 #include "launch.cuh"
 #include "window_partition_kernel.h"
@@ -16,10 +16,10 @@ constexpr int kThreads = 256;
 template <typename Chunk>
 __global__ void window_permute_kernel(const Chunk* __restrict__ src, Chunk* __restrict__ dst, WindowPermuteParams p,
                                       int64_t chunks_per_pixel, int64_t total_chunks) {
-  const int64_t ws = p.window_size;
-  const int64_t tokens = ws * ws;
-  const int64_t windows_per_row = p.width / ws;
-  const int64_t windows_per_image = (p.height / ws) * windows_per_row;
+  const int64_t wh = p.window_h, ww = p.window_w;
+  const int64_t tokens = wh * ww;
+  const int64_t windows_per_row = p.width / ww;
+  const int64_t windows_per_image = (p.height / wh) * windows_per_row;
   for (int64_t e = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; e < total_chunks;
        e += int64_t{gridDim.x} * blockDim.x) {
     // e = (window * tokens + token) * chunks_per_pixel + chunk
@@ -29,8 +29,8 @@ __global__ void window_permute_kernel(const Chunk* __restrict__ src, Chunk* __re
     const int64_t window = pixel_in_windows / tokens;
     const int64_t b = window / windows_per_image;
     const int64_t window_in_image = window % windows_per_image;
-    const int64_t row = ((window_in_image / windows_per_row) * ws + token / ws + p.shift_h) % p.height;
-    const int64_t col = ((window_in_image % windows_per_row) * ws + token % ws + p.shift_w) % p.width;
+    const int64_t row = ((window_in_image / windows_per_row) * wh + token / ww + p.shift_h) % p.height;
+    const int64_t col = ((window_in_image % windows_per_row) * ww + token % ww + p.shift_w) % p.width;
     const int64_t image_chunk = ((b * p.height + row) * p.width + col) * chunks_per_pixel + chunk;
     if (p.to_windows) {
       dst[e] = src[image_chunk];

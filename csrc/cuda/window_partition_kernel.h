@@ -8,15 +8,15 @@
 namespace swinir_kernels {
 namespace cuda {
 
-// Image layout (B, H, W, C) <-> window layout (B*nW, ws*ws, C), both contiguous. Window w = (b, wr, wc)
-// (batch-major, then row-major over the (H/ws, W/ws) grid), token t = (ti, tj) is image pixel
-// (b, (wr*ws + ti + shift_h) mod H, (wc*ws + tj + shift_w) mod W).
+// Image layout (B, H, W, C) <-> window layout (B*nW, wh*ww, C), both contiguous. Window w = (b, wr, wc)
+// (batch-major, then row-major over the (H/wh, W/ww) grid), token t = (ti, tj) = (t / ww, t % ww) is
+// image pixel (b, (wr*wh + ti + shift_h) mod H, (wc*ww + tj + shift_w) mod W).
 struct WindowPermuteParams {
   const void* src;  // the image when to_windows, else the windows
   void* dst;        // the windows when to_windows, else the image
   int64_t batch, height, width;
   int64_t pixel_bytes;  // C * element size: the permutation moves whole pixels
-  int64_t window_size;
+  int64_t window_h, window_w;  // (wh, ww)
   int64_t shift_h, shift_w;  // already reduced to [0, H) and [0, W)
   bool to_windows;           // true: window_partition; false: window_reverse
 };

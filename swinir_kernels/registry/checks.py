@@ -26,6 +26,18 @@ def integer(name: str, value, minimum: int | None = None) -> None:
         raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
 
 
+def axis_pair(name: str, value, minimum: int | None = None) -> tuple[int, int]:
+    """(along H, along W) of a window size or shift given as an int (both axes) or a pair of ints."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name}: expected an int or 2 ints (along H, along W), got {len(value)} values {value!r}")
+        for axis, item in enumerate(value):
+            integer(f"{name}[{axis}]", item, minimum)
+        return int(value[0]), int(value[1])
+    integer(name, value, minimum)
+    return int(value), int(value)
+
+
 def multiple_of(name: str, value, divisor: int, divisor_name: str) -> None:
     if value % divisor != 0:
         raise ValueError(f"{name}: expected a multiple of {divisor_name}={divisor}, got {value}")

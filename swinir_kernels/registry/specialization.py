@@ -6,7 +6,7 @@ A call's kernel is chosen by:
   Triton's pointer types), head_dim, num_heads, tokens per window, the window size and shift, the layout
   (window or image), the mask (none, a tensor of some dtype, or the shift mask computed in-kernel), the
   fp32 dot precision (ieee or tf32), pixel_shuffle's factor, memory format, scale/bias presence and its
-  tile width (Triton constexprs ``NUM_HEADS``, ``HEAD_DIM``, ``N``, ``WINDOW_SIZE``, ``IMAGE_LAYOUT``,
+  tile width (Triton constexprs ``NUM_HEADS``, ``HEAD_DIM``, ``N``, ``WINDOW_H``, ``WINDOW_W``, ``IMAGE_LAYOUT``,
   ``HAS_MASK``, ``HAS_SHIFT``, ``DOT_PRECISION``, ``BLOCK_*``, ``R``, ``HAS_SCALE``, ``CHANNELS_LAST``...):
   these form the key (each op's ``key`` in its description, built from the helpers here);
 * what Triton additionally specializes every integer argument on (equal to 1; divisible by 16; 32 or
@@ -28,6 +28,12 @@ from ..triton.limits import tile_width
 
 def dtype_name(t) -> str | None:
     return None if t is None else str(t.dtype).removeprefix("torch.")
+
+
+def per_axis(pair: tuple[int, int]):
+    """A window size or shift in a key: one int when both axes agree (the square windows' keys, and
+    the verification cache entries made with them, stay what they were), else the (H, W) pair."""
+    return pair[0] if pair[0] == pair[1] else tuple(pair)
 
 
 def memory_format(t: torch.Tensor) -> str:
@@ -69,14 +75,17 @@ def bucket_floor(extent: int) -> int:
     return 1 if width == 1 else width // 2 + 1
 
 
-def grid_counts(batch: int, rows: int, cols: int, window_size: int) -> tuple[int, int, int]:
-    """(batch, window rows, window columns) of a small image whose H = rows*ws, W = cols*ws, B*H*W and
-    window count B*rows*cols have the real ones' integer specialization."""
-    ws_twos = _alignment_class(window_size)[0]
-    small_rows = small_size(rows) if ws_twos == 0 else 2 ** min(_alignment_class(rows)[0], max(0, 4 - ws_twos))
-    small_cols = small_size(cols) if ws_twos == 0 else 2 ** min(_alignment_class(cols)[0], max(0, 4 - ws_twos))
-    if window_size == 1:
-        small_rows, small_cols = small_size(rows), small_size(cols)
+def grid_counts(batch: int, rows: int, cols: int, window_size: tuple[int, int]) -> tuple[int, int, int]:
+    """(batch, window rows, window columns) of a small image whose H = rows*wh, W = cols*ww, B*H*W and
+    window count B*rows*cols have the real ones' integer specialization. window_size: (wh, ww)."""
+
+    def small_count(count: int, extent: int) -> int:
+        extent_twos = _alignment_class(extent)[0]
+        if extent_twos == 0:
+            return small_size(count)
+        return 2 ** min(_alignment_class(count)[0], max(0, 4 - extent_twos))
+
+    small_rows, small_cols = small_count(rows, window_size[0]), small_count(cols, window_size[1])
     windows = batch * rows * cols
     target_twos = _alignment_class(windows)[0]
     grid_twos = _alignment_class(small_rows)[0] + _alignment_class(small_cols)[0]

@@ -11,6 +11,7 @@ Benchmark: ``bench/bench_window_attention.py``.
 import os
 
 import torch
+import torch.nn.functional as F
 
 from .. import _dispatch, reference
 from ..triton import limits as triton_limits
@@ -67,16 +68,33 @@ def _prepare_window(qkv, rel_bias, mask=None, *, num_heads, scale=None) -> tuple
     return (qkv, rel_bias, mask, num_heads, scale)
 
 
+def _window_and_shift(window_size, shift) -> tuple[tuple[int, int], tuple[int, int]]:
+    (wh, ww), (sh, sw) = check.axis_pair("window_size", window_size, minimum=1), check.axis_pair("shift", shift, minimum=0)
+    for axis, (extent, offset) in enumerate(((wh, sh), (ww, sw))):
+        if offset >= extent:
+            raise ValueError(f"shift[{axis}]: expected 0 <= shift[{axis}] < window_size[{axis}]={extent}, got {offset}")
+    return (wh, ww), (sh, sw)
+
+
 def _prepare_image(qkv, rel_bias, *, num_heads, window_size, shift, scale=None) -> tuple:
     check.tensor("qkv", qkv, 4, "(B, H, W, 3C)")
-    check.integer("window_size", window_size, minimum=1)
-    check.integer("shift", shift, minimum=0)
-    if shift >= window_size:
-        raise ValueError(f"shift: expected 0 <= shift < window_size={window_size}, got {shift}")
-    check.multiple_of("qkv.shape[1] (H)", qkv.shape[1], window_size, "window_size")
-    check.multiple_of("qkv.shape[2] (W)", qkv.shape[2], window_size, "window_size")
-    scale = _check_common(qkv, rel_bias, num_heads, scale, window_size * window_size)
-    return (qkv, rel_bias, num_heads, window_size, shift, scale)
+    (wh, ww), shift = _window_and_shift(window_size, shift)
+    check.multiple_of("qkv.shape[1] (H)", qkv.shape[1], wh, "window_size[0]")
+    check.multiple_of("qkv.shape[2] (W)", qkv.shape[2], ww, "window_size[1]")
+    scale = _check_common(qkv, rel_bias, num_heads, scale, wh * ww)
+    return (qkv, rel_bias, num_heads, (wh, ww), shift, scale)
+
+
+def _padding(qkv: torch.Tensor, padded_size, window_size) -> tuple[int, int]:
+    """Rows and columns of zeros that bring qkv's (H, W) to padded_size, checked."""
+    check.tensor("qkv", qkv, 4, "(B, H, W, 3C)")
+    (Hp, Wp), (wh, ww) = check.axis_pair("padded_size", padded_size, minimum=1), check.axis_pair("window_size", window_size, minimum=1)
+    H, W = qkv.shape[1], qkv.shape[2]
+    if Hp < H or Wp < W:
+        raise ValueError(f"padded_size: expected at least qkv's (H, W)=({H}, {W}), got ({Hp}, {Wp})")
+    check.multiple_of("padded_size[0]", Hp, wh, "window_size[0]")
+    check.multiple_of("padded_size[1]", Wp, ww, "window_size[1]")
+    return Hp - H, Wp - W
 
 
 def _sizes_window(args: tuple) -> dict:
@@ -85,8 +103,8 @@ def _sizes_window(args: tuple) -> dict:
 
 
 def _sizes_image(args: tuple) -> dict:
-    qkv, num_heads, window_size = args[0], args[2], args[3]
-    return {"tokens": window_size * window_size, "head_dim": int(qkv.shape[-1]) // 3 // num_heads}
+    qkv, num_heads, (wh, ww) = args[0], args[2], reference.pair(args[3])
+    return {"tokens": wh * ww, "head_dim": int(qkv.shape[-1]) // 3 // num_heads}
 
 
 def _key(op: str, args: tuple, sizes: dict, window_size, mask_kind) -> tuple:
@@ -105,7 +123,9 @@ def _key_window(args: tuple, static_only: bool = False) -> tuple:
 
 
 def _key_image(args: tuple, static_only: bool = False) -> tuple:
-    return _key("shifted_window_attention", args, _sizes_image(args), args[3], "shift" if args[4] else None)
+    window, shift = reference.pair(args[3]), reference.pair(args[4])
+    mask_kind = "shift" if any(shift) else None
+    return _key("shifted_window_attention", args, _sizes_image(args), spec.per_axis(window), mask_kind)
 
 
 def _small_window(args: tuple, seed: int = 0) -> tuple:
@@ -114,7 +134,7 @@ def _small_window(args: tuple, seed: int = 0) -> tuple:
     qkv, rel_bias, mask, num_heads, scale = args
     mask_windows = 1 if mask is None else mask.shape[0]
     small_mask_windows = spec.small_size(mask_windows)
-    batch, _, _ = spec.grid_counts(qkv.shape[0] // mask_windows, 1, small_mask_windows, 1)
+    batch, _, _ = spec.grid_counts(qkv.shape[0] // mask_windows, 1, small_mask_windows, (1, 1))
     windows = batch * small_mask_windows
     small_mask = None if mask is None else spec.like(mask, (small_mask_windows, *mask.shape[1:]), generator, scale=3.0)
     small = spec.like(qkv, (windows, *qkv.shape[1:]), generator)
@@ -123,11 +143,12 @@ def _small_window(args: tuple, seed: int = 0) -> tuple:
 
 def _small_image(args: tuple, seed: int = 0) -> tuple:
     generator = torch.Generator().manual_seed(seed)
-    qkv, rel_bias, num_heads, ws, shift, scale = args
+    qkv, rel_bias, num_heads, window_size, shift, scale = args
+    (wh, ww) = reference.pair(window_size)
     B, H, W, C3 = qkv.shape
-    b, rows, cols = spec.grid_counts(B, H // ws, W // ws, ws)
-    small = spec.like(qkv, (b, rows * ws, cols * ws, C3), generator)
-    return (small, spec.like(rel_bias, tuple(rel_bias.shape), generator), num_heads, ws, shift, scale)
+    b, rows, cols = spec.grid_counts(B, H // wh, W // ww, (wh, ww))
+    small = spec.like(qkv, (b, rows * wh, cols * ww, C3), generator)
+    return (small, spec.like(rel_bias, tuple(rel_bias.shape), generator), num_heads, (wh, ww), shift, scale)
 
 
 # selftest's calls: SwinIR-M (180 channels, 6 heads, window 8, shift 4).
@@ -146,7 +167,7 @@ def _example_image(size: int, dtype: torch.dtype, device: str) -> tuple:
     tokens = _WINDOW * _WINDOW
     qkv = spec.example_tensor((1, size, size, 3 * _EMBED), dtype, device)
     bias = spec.example_tensor((_HEADS, tokens, tokens), dtype, device, seed=1)
-    return (qkv, bias, _HEADS, _WINDOW, _SHIFT, (_EMBED // _HEADS) ** -0.5)
+    return (qkv, bias, _HEADS, (_WINDOW, _WINDOW), (_SHIFT, _SHIFT), (_EMBED // _HEADS) ** -0.5)
 
 
 def _backends() -> dict:
@@ -203,25 +224,53 @@ def window_attention(
 
 
 def shifted_window_attention(
-    qkv: torch.Tensor, rel_bias: torch.Tensor, *, num_heads: int, window_size: int, shift: int, scale: float | None = None
+    qkv: torch.Tensor,
+    rel_bias: torch.Tensor,
+    *,
+    num_heads: int,
+    window_size: int | tuple[int, int],
+    shift: int | tuple[int, int],
+    scale: float | None = None,
+    padded_size: tuple[int, int] | None = None,
 ) -> torch.Tensor:
-    """Shifted-window attention in image layout, as one SwinIR ``SwinTransformerBlock`` attention.
+    """Shifted-window attention in image layout, as one Swin block's attention (SwinIR, HAT, DRCT,
+    ATD: square windows; DAT, RGT: rectangular windows with per-axis shifts).
 
-    Equals ``window_reverse(window_attention(window_partition(qkv, ws, shift), rel_bias,
-    official_shift_mask), ws, H, W, shift)``: with shift > 0, tokens of one window that come from
-    different regions of the rolled image (the 3x3 regions cut at H-ws, H-shift and W-ws, W-shift) get
-    -100 added to their score. Kernels do the shift, the partition and the mask by index arithmetic:
-    no mask tensor and no partitioned copy is made.
+    Equals ``window_reverse(window_attention(window_partition(qkv, window_size, shift), rel_bias,
+    shift_mask), window_size, H, W, shift)``: with shift (sh, sw) != 0, tokens of one window that come
+    from different regions of the rolled image get -100 added to their score, the regions cut at H-wh,
+    H-sh along H and W-ww, W-sw along W (DAT's ``calculate_mask``, SwinIR's when square; an axis whose
+    shift is 0 is not cut). Kernels do the shift, the partition and the mask by index arithmetic: no
+    mask tensor and no partitioned copy is made.
 
     Args:
-        qkv (Tensor[B, H, W, 3C]): qkv Linear output in image order; H, W multiples of window_size.
-        rel_bias (Tensor[nH, ws*ws, ws*ws]).
-        num_heads (int), window_size (int), shift (int): 0 <= shift < window_size.
+        qkv (Tensor[B, H, W, 3C]): qkv Linear output in image order; H a multiple of wh, W of ww
+            (unless padded_size is given).
+        rel_bias (Tensor[nH, wh*ww, wh*ww]).
+        num_heads (int).
+        window_size (int or (wh, ww)): an int ws means ws x ws windows.
+        shift (int or (sh, sw)): 0 <= sh < wh, 0 <= sw < ww.
         scale (float): defaults to head_dim**-0.5.
+        padded_size ((Hp, Wp) or None): DAT's handling of sizes that are not window multiples: qkv is
+            zero-padded at the bottom and right to (Hp, Wp) (multiples of wh and ww), the padded tokens
+            take part in every window's softmax as zero q, k and v (the shift and its mask are those of
+            the padded image), and the output is cropped back to (H, W). DAT pads to a multiple of the
+            larger of its two window extents, so both of a block's orientations see the same image.
+            (SwinIR and HAT instead reflect-pad the image before the network: nothing to pass here.)
 
     Returns:
-        Tensor[B, H, W, C] in qkv's dtype. Gradients flow to qkv and rel_bias.
+        Tensor[B, H, W, C] in qkv's dtype (a view of the padded result when padded). Gradients flow
+        to qkv and rel_bias.
     """
+    if padded_size is not None:
+        pad_rows, pad_cols = _padding(qkv, padded_size, window_size)
+        if pad_rows or pad_cols:
+            H, W = qkv.shape[1], qkv.shape[2]
+            padded = F.pad(qkv, (0, 0, 0, pad_cols, 0, pad_rows))
+            out = shifted_window_attention(
+                padded, rel_bias, num_heads=num_heads, window_size=window_size, shift=shift, scale=scale
+            )
+            return out[:, :H, :W]
     args = _prepare_image(qkv, rel_bias, num_heads=num_heads, window_size=window_size, shift=shift, scale=scale)
     return _dispatch.run(SHIFTED_WINDOW_ATTENTION, args)
 
@@ -230,7 +279,8 @@ def register_fake_and_autograd(forward: str, backward: str, image_layout: bool) 
     """Fakes and autograd of a backend's attention operator and its backward operator
     ``(grad_out, <the forward's inputs>) -> (grad_qkv, grad_rel_bias)``: window layout
     ``(qkv, rel_bias, mask, num_heads, scale)`` or image layout ``(qkv, rel_bias, num_heads,
-    window_size, shift, scale)``. The backward recomputes from the saved qkv and rel_bias."""
+    window_size, shift, scale)`` (window_size (wh, ww) and shift (sh, sw) ``int[2]``). The backward
+    recomputes from the saved qkv and rel_bias."""
     backward_op = getattr(torch.ops.swinir_kernels, backward.split("::")[1])
 
     def output_like(qkv):

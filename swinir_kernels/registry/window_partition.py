@@ -16,56 +16,57 @@ from .op import Op, Support
 
 def _prepare_partition(x, window_size, shift=0) -> tuple:
     check.tensor("x", x, 4, "(B, H, W, C)")
-    check.integer("window_size", window_size, minimum=1)
-    check.integer("shift", shift)
-    check.multiple_of("x.shape[1] (H)", x.shape[1], window_size, "window_size")
-    check.multiple_of("x.shape[2] (W)", x.shape[2], window_size, "window_size")
-    return (x, window_size, shift)
+    (wh, ww), shift = check.axis_pair("window_size", window_size, minimum=1), check.axis_pair("shift", shift)
+    check.multiple_of("x.shape[1] (H)", x.shape[1], wh, "window_size[0]")
+    check.multiple_of("x.shape[2] (W)", x.shape[2], ww, "window_size[1]")
+    return (x, (wh, ww), shift)
 
 
 def _prepare_reverse(windows, window_size, H, W, shift=0) -> tuple:
-    check.tensor("windows", windows, 3, "(B*nW, ws*ws, C)")
-    check.integer("window_size", window_size, minimum=1)
+    check.tensor("windows", windows, 3, "(B*nW, wh*ww, C)")
+    (wh, ww), shift = check.axis_pair("window_size", window_size, minimum=1), check.axis_pair("shift", shift)
     check.integer("H", H, minimum=1)
     check.integer("W", W, minimum=1)
-    check.integer("shift", shift)
-    check.multiple_of("H", H, window_size, "window_size")
-    check.multiple_of("W", W, window_size, "window_size")
-    if windows.shape[1] != window_size * window_size:
-        raise ValueError(f"windows.shape[1]: expected window_size**2={window_size * window_size}, got {windows.shape[1]}")
-    per_image = (H // window_size) * (W // window_size)
-    check.multiple_of("windows.shape[0]", windows.shape[0], per_image, "(H/ws)*(W/ws)")
-    return (windows, window_size, H, W, shift)
+    check.multiple_of("H", H, wh, "window_size[0]")
+    check.multiple_of("W", W, ww, "window_size[1]")
+    if windows.shape[1] != wh * ww:
+        raise ValueError(f"windows.shape[1]: expected wh*ww={wh * ww}, got {windows.shape[1]}")
+    per_image = (H // wh) * (W // ww)
+    check.multiple_of("windows.shape[0]", windows.shape[0], per_image, "(H/wh)*(W/ww)")
+    return (windows, (wh, ww), H, W, shift)
 
 
 def _key(op: str, args: tuple, *, static_only: bool = False) -> tuple:
-    first, window_size, shift = args[0], args[1], args[-1]
+    first, (wh, ww), (sh, sw) = args[0], reference.pair(args[1]), reference.pair(args[-1])
     return (("op", op), ("dtype", spec.dtype_name(first)), ("channels", int(first.shape[-1])),
-            ("window_size", window_size), ("shift", shift % window_size), ("layout", spec.memory_format(first)))  # fmt: skip
+            ("window_size", spec.per_axis((wh, ww))), ("shift", spec.per_axis((sh % wh, sw % ww))),
+            ("layout", spec.memory_format(first)))  # fmt: skip
 
 
 def _small_partition(args: tuple, seed: int = 0) -> tuple:
-    x, ws, shift = args
+    x, window_size, shift = args
+    (wh, ww) = reference.pair(window_size)
     B, H, W, C = x.shape
-    b, rows, cols = spec.grid_counts(B, H // ws, W // ws, ws)
-    return (spec.like(x, (b, rows * ws, cols * ws, C), torch.Generator().manual_seed(seed)), ws, shift)
+    b, rows, cols = spec.grid_counts(B, H // wh, W // ww, (wh, ww))
+    return (spec.like(x, (b, rows * wh, cols * ww, C), torch.Generator().manual_seed(seed)), (wh, ww), shift)
 
 
 def _small_reverse(args: tuple, seed: int = 0) -> tuple:
-    windows, ws, H, W, shift = args
-    per_image = (H // ws) * (W // ws)
-    b, rows, cols = spec.grid_counts(windows.shape[0] // per_image, H // ws, W // ws, ws)
-    small = spec.like(windows, (b * rows * cols, ws * ws, windows.shape[2]), torch.Generator().manual_seed(seed))
-    return (small, ws, rows * ws, cols * ws, shift)
+    windows, window_size, H, W, shift = args
+    (wh, ww) = reference.pair(window_size)
+    per_image = (H // wh) * (W // ww)
+    b, rows, cols = spec.grid_counts(windows.shape[0] // per_image, H // wh, W // ww, (wh, ww))
+    small = spec.like(windows, (b * rows * cols, wh * ww, windows.shape[2]), torch.Generator().manual_seed(seed))
+    return (small, (wh, ww), rows * wh, cols * ww, shift)
 
 
 # SwinIR-M's shapes (180 channels, window 8, shift 4) for selftest.
 def _example_partition(size: int, dtype: torch.dtype, device: str) -> tuple:
-    return (spec.example_tensor((1, size, size, 180), dtype, device), 8, 4)
+    return (spec.example_tensor((1, size, size, 180), dtype, device), (8, 8), (4, 4))
 
 
 def _example_reverse(size: int, dtype: torch.dtype, device: str) -> tuple:
-    return (spec.example_tensor(((size // 8) ** 2, 64, 180), dtype, device), 8, size, size, 4)
+    return (spec.example_tensor(((size // 8) ** 2, 64, 180), dtype, device), (8, 8), size, size, (4, 4))
 
 
 # Every kernel moves any dtype's bits; the Triton ones run CPU tensors under TRITON_INTERPRET=1.
@@ -85,27 +86,29 @@ WINDOW_REVERSE = Op(
 )  # fmt: skip
 
 
-def window_partition(x: torch.Tensor, window_size: int, shift: int = 0) -> torch.Tensor:
+def window_partition(x: torch.Tensor, window_size: int | tuple[int, int], shift: int | tuple[int, int] = 0) -> torch.Tensor:
     """Cyclic shift and window partition in one pass.
 
     Args:
-        x (Tensor[B, H, W, C]): H and W multiples of window_size; any dtype and strides.
-        window_size (int): ws.
-        shift (int): equals ``torch.roll(x, (-shift, -shift), (1, 2))`` before partitioning.
+        x (Tensor[B, H, W, C]): H a multiple of wh, W of ww; any dtype and strides.
+        window_size (int or (wh, ww)): an int ws means ws x ws windows.
+        shift (int or (sh, sw)): equals ``torch.roll(x, (-sh, -sw), (1, 2))`` before partitioning.
 
     Returns:
-        Tensor[B*nW, ws*ws, C]: windows batch-major, then row-major over the (H/ws, W/ws) grid;
+        Tensor[B*nW, wh*ww, C]: windows batch-major, then row-major over the (H/wh, W/ww) grid;
         tokens row-major inside a window. Differentiable (the backward is :func:`window_reverse`).
     """
     return _dispatch.run(WINDOW_PARTITION, _prepare_partition(x, window_size, shift))
 
 
-def window_reverse(windows: torch.Tensor, window_size: int, H: int, W: int, shift: int = 0) -> torch.Tensor:
-    """The exact inverse of :func:`window_partition`: window reverse, then roll by (+shift, +shift).
+def window_reverse(
+    windows: torch.Tensor, window_size: int | tuple[int, int], H: int, W: int, shift: int | tuple[int, int] = 0
+) -> torch.Tensor:
+    """The exact inverse of :func:`window_partition`: window reverse, then roll by (+sh, +sw).
 
     Args:
-        windows (Tensor[B*nW, ws*ws, C]): nW = (H/ws)*(W/ws).
-        window_size (int), H (int), W (int), shift (int).
+        windows (Tensor[B*nW, wh*ww, C]): nW = (H/wh)*(W/ww).
+        window_size (int or (wh, ww)), H (int), W (int), shift (int or (sh, sw)).
 
     Returns:
         Tensor[B, H, W, C].
@@ -114,20 +117,22 @@ def window_reverse(windows: torch.Tensor, window_size: int, H: int, W: int, shif
 
 
 def register_fake_and_autograd(partition: str, reverse: str) -> None:
-    """Fakes and autograd of a backend's pair of operators ``partition(x, ws, shift)`` and
-    ``reverse(windows, ws, H, W, shift)``: each is the other's backward, so a backend's forward gets
-    the same backend's backward."""
+    """Fakes and autograd of a backend's pair of operators ``partition(x, window_size, shift)`` and
+    ``reverse(windows, window_size, H, W, shift)`` (window_size and shift ``int[2]``): each is the
+    other's backward, so a backend's forward gets the same backend's backward."""
     partition_op = getattr(torch.ops.swinir_kernels, partition.split("::")[1])
     reverse_op = getattr(torch.ops.swinir_kernels, reverse.split("::")[1])
 
     @torch.library.register_fake(partition)
     def _(x, window_size, shift):
         B, H, W, C = x.shape
-        return x.new_empty((B * (H // window_size) * (W // window_size), window_size * window_size, C))
+        wh, ww = window_size
+        return x.new_empty((B * (H // wh) * (W // ww), wh * ww, C))
 
     @torch.library.register_fake(reverse)
     def _(windows, window_size, H, W, shift):
-        return windows.new_empty((windows.shape[0] // ((H // window_size) * (W // window_size)), H, W, windows.shape[2]))
+        wh, ww = window_size
+        return windows.new_empty((windows.shape[0] // ((H // wh) * (W // ww)), H, W, windows.shape[2]))
 
     def partition_setup(ctx, inputs, output):
         x, ctx.window_size, ctx.shift = inputs

@@ -1,6 +1,8 @@
 """Fused (shifted-)window attention with a relative position bias: Triton kernels and the custom ops
 ``swinir_kernels::window_attention_triton``, ``swinir_kernels::shifted_window_attention_triton`` and
 their backward ops (argument lists identical to the C++ schemas in csrc/swinir_ops.cpp).
+Windows of more than REGISTER_KERNEL_MAX_TOKENS tokens or head_dims above REGISTER_KERNEL_MAX_HEAD_DIM
+(limits.py: 64 and 64) run, behind the same ops, on the flash kernels of window_attention_flash.py.
 
 Per window w and head h (N tokens, head_dim d, all in registers)::
 
@@ -12,10 +14,10 @@ Two layouts share one kernel (``IMAGE_LAYOUT`` constexpr):
 
 * window layout: qkv (B*nW, N, 3C) -> out (B*nW, N, C); mask (nW, N, N) optional, window w uses
   mask[w % nW];
-* image layout: qkv (B, H, W, 3C) -> out (B, H, W, C); the cyclic shift, the partition and its
-  reverse are index arithmetic: token (ti, tj) of window (b, wr, wc) is pixel
-  ((wr*ws + ti + shift) % H, (wc*ws + tj + shift) % W) of image b, and the official -100 shift mask
-  is computed from the same coordinates (only when shift > 0).
+* image layout: qkv (B, H, W, 3C) -> out (B, H, W, C), windows of wh x ww pixels shifted by
+  (sh, sw); the cyclic shift, the partition and its reverse are index arithmetic: token (ti, tj) of
+  window (b, wr, wc) is pixel ((wr*wh + ti + sh) % H, (wc*ww + tj + sw) % W) of image b, and the
+  official -100 shift mask is computed from the same coordinates (only when sh or sw > 0).
 
 Kernel shape: one program per (group of windows, head group), walking its windows in order with its
 heads' (N, N) bias tiles loaded once and held in registers (in rel_bias's dtype). The forward's head
@@ -70,7 +72,7 @@ import triton
 import triton.language as tl
 
 from ..registry.window_attention import fp32_precision, register_fake_and_autograd
-from .limits import MAX_HEAD_DIM, MAX_TOKENS
+from .limits import MAX_HEAD_DIM, MAX_TOKENS, REGISTER_KERNEL_MAX_HEAD_DIM, REGISTER_KERNEL_MAX_TOKENS
 from .launch_configs import launch_config
 
 INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
@@ -124,24 +126,25 @@ def backward_config(key: dict) -> dict:
 
 
 @triton.jit
-def _rolled_coordinates(window, tokens, WINDOW_SIZE: tl.constexpr, H, W):
-    """Image index and rolled (h, w) coordinates (wr*ws + ti, wc*ws + tj) of each token of `window`
-    (int64, windows batch-major then row-major over the (H/ws, W/ws) grid)."""
-    windows_per_row = W // WINDOW_SIZE
-    windows_per_image = (H // WINDOW_SIZE) * windows_per_row
+def _rolled_coordinates(window, tokens, WINDOW_H: tl.constexpr, WINDOW_W: tl.constexpr, H, W):
+    """Image index and rolled (h, w) coordinates (wr*wh + ti, wc*ww + tj) of each token t = ti*ww + tj
+    of `window` (int64, windows batch-major then row-major over the (H/wh, W/ww) grid)."""
+    windows_per_row = W // WINDOW_W
+    windows_per_image = (H // WINDOW_H) * windows_per_row
     image = window // windows_per_image
     in_image = window % windows_per_image
-    h = (in_image // windows_per_row) * WINDOW_SIZE + tokens // WINDOW_SIZE
-    w = (in_image % windows_per_row) * WINDOW_SIZE + tokens % WINDOW_SIZE
+    h = (in_image // windows_per_row) * WINDOW_H + tokens // WINDOW_W
+    w = (in_image % windows_per_row) * WINDOW_W + tokens % WINDOW_W
     return image, h, w
 
 
 @triton.jit
-def _token_rows(window, tokens, N: tl.constexpr, WINDOW_SIZE: tl.constexpr, H, W, shift, IMAGE_LAYOUT: tl.constexpr):
+def _token_rows(window, tokens, N: tl.constexpr, WINDOW_H: tl.constexpr, WINDOW_W: tl.constexpr, H, W, shift_h, shift_w,
+                IMAGE_LAYOUT: tl.constexpr):
     """(BLOCK_N,) int64: the row of each token of `window` in the (rows, channels) view of qkv and out."""
     if IMAGE_LAYOUT:
-        image, h, w = _rolled_coordinates(window, tokens, WINDOW_SIZE, H, W)
-        return (image * H + (h + shift) % H) * W + (w + shift) % W  # undo the roll by -shift
+        image, h, w = _rolled_coordinates(window, tokens, WINDOW_H, WINDOW_W, H, W)
+        return (image * H + (h + shift_h) % H) * W + (w + shift_w) % W  # undo the roll by -shift
     else:
         return window * N + tokens
 
@@ -160,12 +163,13 @@ def _scale_in_compute_dtype(scale_hi, scale_lo, qkv_ptr):
 
 
 @triton.jit
-def _shift_regions(window, tokens, WINDOW_SIZE: tl.constexpr, H, W, shift):
-    """(BLOCK_N,) region id 0..8 of each token in the rolled image: along each axis region 0 below
-    size-ws, 1 below size-shift, else 2 (the official calculate_mask slices)."""
-    _, h, w = _rolled_coordinates(window, tokens, WINDOW_SIZE, H, W)
-    region_h = (h >= H - WINDOW_SIZE).to(tl.int32) + (h >= H - shift).to(tl.int32)
-    region_w = (w >= W - WINDOW_SIZE).to(tl.int32) + (w >= W - shift).to(tl.int32)
+def _shift_regions(window, tokens, WINDOW_H: tl.constexpr, WINDOW_W: tl.constexpr, H, W, shift_h, shift_w):
+    """(BLOCK_N,) region id 0..8 of each token in the rolled image: along H region 0 below H-wh, 1
+    below H-sh, else 2, likewise along W (the official calculate_mask slices); an axis whose shift is
+    0 is not cut (its slices degenerate in calculate_mask)."""
+    _, h, w = _rolled_coordinates(window, tokens, WINDOW_H, WINDOW_W, H, W)
+    region_h = tl.where(shift_h > 0, (h >= H - WINDOW_H).to(tl.int32) + (h >= H - shift_h).to(tl.int32), 0)
+    region_w = tl.where(shift_w > 0, (w >= W - WINDOW_W).to(tl.int32) + (w >= W - shift_w).to(tl.int32), 0)
     return region_h * 3 + region_w
 
 
@@ -186,8 +190,8 @@ def _head_bias(bias_ptr, head, tokens, N: tl.constexpr):
 
 @triton.jit
 def _probabilities(
-    q, k, bias, mask_ptr, window, tokens, H, W, shift, num_mask_windows, qk_scale_log2,
-    N: tl.constexpr, WINDOW_SIZE: tl.constexpr, HAS_MASK: tl.constexpr, HAS_SHIFT: tl.constexpr,
+    q, k, bias, mask_ptr, window, tokens, H, W, shift_h, shift_w, num_mask_windows, qk_scale_log2,
+    N: tl.constexpr, WINDOW_H: tl.constexpr, WINDOW_W: tl.constexpr, HAS_MASK: tl.constexpr, HAS_SHIFT: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
 ):
     """P = softmax(q k^T * scale + bias + mask) of one (window, head): (BLOCK_N, BLOCK_N) in fp32 (fp64
@@ -201,7 +205,7 @@ def _probabilities(
         mask = tl.load(mask_ptr + (window % num_mask_windows) * (N * N) + pair_offsets, mask=pair_valid, other=0.0)
         scores += mask.to(scores.dtype) * _LOG2E
     if HAS_SHIFT:
-        regions = _shift_regions(window, tokens, WINDOW_SIZE, H, W, shift)
+        regions = _shift_regions(window, tokens, WINDOW_H, WINDOW_W, H, W, shift_h, shift_w)
         scores = tl.where(regions[:, None] != regions[None, :], scores + _MASK_VALUE * _LOG2E, scores)
     scores = tl.where(token_valid[None, :], scores, float("-inf"))
     # Every row has N >= 1 finite entries (padded rows too: their q is 0), so no row is all -inf.
@@ -210,31 +214,31 @@ def _probabilities(
 
 
 @triton.jit
-def _head_tile_offsets(window, head, tokens, dims, row_stride, N: tl.constexpr, WINDOW_SIZE: tl.constexpr, H, W, shift,
+def _head_tile_offsets(window, head, tokens, dims, row_stride, N: tl.constexpr, WINDOW_H: tl.constexpr, WINDOW_W: tl.constexpr, H, W, shift_h, shift_w,
                        HEAD_DIM: tl.constexpr, IMAGE_LAYOUT: tl.constexpr):
     """(BLOCK_N, BLOCK_D) int64 offsets of head `head`'s channels of the tokens of `window` in a
     (rows, row_stride) channels-last tensor (channel stride 1)."""
-    rows = _token_rows(window, tokens, N, WINDOW_SIZE, H, W, shift, IMAGE_LAYOUT)
+    rows = _token_rows(window, tokens, N, WINDOW_H, WINDOW_W, H, W, shift_h, shift_w, IMAGE_LAYOUT)
     return rows[:, None] * row_stride + head * HEAD_DIM + dims[None, :]
 
 
 @triton.jit
 def _attend(
-    qkv_ptr, bias, mask_ptr, out_ptr, window, head, tokens, dims, tile_valid, H, W, shift, num_mask_windows,
-    qk_scale_log2, C: tl.constexpr, HEAD_DIM: tl.constexpr, N: tl.constexpr, WINDOW_SIZE: tl.constexpr,
+    qkv_ptr, bias, mask_ptr, out_ptr, window, head, tokens, dims, tile_valid, H, W, shift_h, shift_w, num_mask_windows,
+    qk_scale_log2, C: tl.constexpr, HEAD_DIM: tl.constexpr, N: tl.constexpr, WINDOW_H: tl.constexpr, WINDOW_W: tl.constexpr,
     IMAGE_LAYOUT: tl.constexpr, HAS_MASK: tl.constexpr, HAS_SHIFT: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
     """out = softmax(q k^T * scale + bias + mask) v for one (window, head); bias: the head's tile."""
-    q_offsets = _head_tile_offsets(window, head, tokens, dims, 3 * C, N, WINDOW_SIZE, H, W, shift, HEAD_DIM, IMAGE_LAYOUT)
+    q_offsets = _head_tile_offsets(window, head, tokens, dims, 3 * C, N, WINDOW_H, WINDOW_W, H, W, shift_h, shift_w, HEAD_DIM, IMAGE_LAYOUT)
     q = tl.load(qkv_ptr + q_offsets, mask=tile_valid, other=0.0)
     k = tl.load(qkv_ptr + q_offsets + C, mask=tile_valid, other=0.0)
     v = tl.load(qkv_ptr + q_offsets + 2 * C, mask=tile_valid, other=0.0)
     p = _probabilities(
-        q, k, bias, mask_ptr, window, tokens, H, W, shift, num_mask_windows, qk_scale_log2,
-        N, WINDOW_SIZE, HAS_MASK, HAS_SHIFT, DOT_PRECISION,
+        q, k, bias, mask_ptr, window, tokens, H, W, shift_h, shift_w, num_mask_windows, qk_scale_log2,
+        N, WINDOW_H, WINDOW_W, HAS_MASK, HAS_SHIFT, DOT_PRECISION,
     )
     out = tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION)
-    out_offsets = _head_tile_offsets(window, head, tokens, dims, C, N, WINDOW_SIZE, H, W, shift, HEAD_DIM, IMAGE_LAYOUT)
+    out_offsets = _head_tile_offsets(window, head, tokens, dims, C, N, WINDOW_H, WINDOW_W, H, W, shift_h, shift_w, HEAD_DIM, IMAGE_LAYOUT)
     tl.store(out_ptr + out_offsets, out.to(out_ptr.dtype.element_ty), mask=tile_valid)
 
 
@@ -247,8 +251,8 @@ def _attend(
 @triton.jit(do_not_specialize=["num_windows", "windows_per_program"])
 def _window_attention_fwd_kernel(
     qkv_ptr, bias_ptr, mask_ptr, out_ptr,
-    num_windows, windows_per_program, H, W, shift, num_mask_windows, scale_hi, scale_lo,
-    NUM_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, N: tl.constexpr, WINDOW_SIZE: tl.constexpr,
+    num_windows, windows_per_program, H, W, shift_h, shift_w, num_mask_windows, scale_hi, scale_lo,
+    NUM_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, N: tl.constexpr, WINDOW_H: tl.constexpr, WINDOW_W: tl.constexpr,
     IMAGE_LAYOUT: tl.constexpr, HAS_MASK: tl.constexpr, HAS_SHIFT: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, DOT_PRECISION: tl.constexpr, HEADS_PER_PROGRAM: tl.constexpr,
 ):
@@ -280,14 +284,14 @@ def _window_attention_fwd_kernel(
         bias_second = _head_bias(bias_ptr, first_head + 1, tokens, N)
     for window in range(first_window, tl.minimum(first_window + windows_per_program, num_windows)):
         _attend(
-            qkv_ptr, bias_first, mask_ptr, out_ptr, window, first_head, tokens, dims, tile_valid, H, W, shift,
-            num_mask_windows, qk_scale_log2, C, HEAD_DIM, N, WINDOW_SIZE, IMAGE_LAYOUT, HAS_MASK, HAS_SHIFT,
-            DOT_PRECISION,
+            qkv_ptr, bias_first, mask_ptr, out_ptr, window, first_head, tokens, dims, tile_valid, H, W, shift_h,
+            shift_w, num_mask_windows, qk_scale_log2, C, HEAD_DIM, N, WINDOW_H, WINDOW_W, IMAGE_LAYOUT, HAS_MASK,
+            HAS_SHIFT, DOT_PRECISION,
         )
         if PAIRED_HEADS:
             _attend(
                 qkv_ptr, bias_second, mask_ptr, out_ptr, window, first_head + 1, tokens, dims, tile_valid, H, W,
-                shift, num_mask_windows, qk_scale_log2, C, HEAD_DIM, N, WINDOW_SIZE, IMAGE_LAYOUT, HAS_MASK,
+                shift_h, shift_w, num_mask_windows, qk_scale_log2, C, HEAD_DIM, N, WINDOW_H, WINDOW_W, IMAGE_LAYOUT, HAS_MASK,
                 HAS_SHIFT, DOT_PRECISION,
             )
 
@@ -299,8 +303,8 @@ def _window_attention_fwd_kernel(
 @triton.jit(do_not_specialize=["num_windows", "windows_per_program"])
 def _window_attention_bwd_kernel(
     grad_out_ptr, qkv_ptr, bias_ptr, mask_ptr, grad_qkv_ptr, grad_bias_partial_ptr,
-    num_windows, windows_per_program, H, W, shift, num_mask_windows, scale_hi, scale_lo,
-    NUM_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, N: tl.constexpr, WINDOW_SIZE: tl.constexpr,
+    num_windows, windows_per_program, H, W, shift_h, shift_w, num_mask_windows, scale_hi, scale_lo,
+    NUM_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, N: tl.constexpr, WINDOW_H: tl.constexpr, WINDOW_W: tl.constexpr,
     IMAGE_LAYOUT: tl.constexpr, HAS_MASK: tl.constexpr, HAS_SHIFT: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
@@ -328,16 +332,16 @@ def _window_attention_bwd_kernel(
     partial_ptrs = grad_bias_partial_ptr + program * (N * N) + tokens[:, None] * N + tokens[None, :]
     grad_bias = tl.zeros((BLOCK_N, BLOCK_N), dtype=grad_bias_partial_ptr.dtype.element_ty)
     for window in range(first_window, tl.minimum(first_window + windows_per_program, num_windows)):
-        q_offsets = _head_tile_offsets(window, head, tokens, dims, 3 * C, N, WINDOW_SIZE, H, W, shift, HEAD_DIM, IMAGE_LAYOUT)
-        out_offsets = _head_tile_offsets(window, head, tokens, dims, C, N, WINDOW_SIZE, H, W, shift, HEAD_DIM, IMAGE_LAYOUT)
+        q_offsets = _head_tile_offsets(window, head, tokens, dims, 3 * C, N, WINDOW_H, WINDOW_W, H, W, shift_h, shift_w, HEAD_DIM, IMAGE_LAYOUT)
+        out_offsets = _head_tile_offsets(window, head, tokens, dims, C, N, WINDOW_H, WINDOW_W, H, W, shift_h, shift_w, HEAD_DIM, IMAGE_LAYOUT)
         q = tl.load(qkv_ptr + q_offsets, mask=tile_valid, other=0.0)
         k = tl.load(qkv_ptr + q_offsets + C, mask=tile_valid, other=0.0)
         grad_out = tl.load(grad_out_ptr + out_offsets, mask=tile_valid, other=0.0)
         if grad_bias_partial_ptr.dtype.element_ty == tl.float64:
             bias = _head_bias(bias_ptr, head, tokens, N)
         p = _probabilities(
-            q, k, bias, mask_ptr, window, tokens, H, W, shift, num_mask_windows, qk_scale_log2,
-            N, WINDOW_SIZE, HAS_MASK, HAS_SHIFT, DOT_PRECISION,
+            q, k, bias, mask_ptr, window, tokens, H, W, shift_h, shift_w, num_mask_windows, qk_scale_log2,
+            N, WINDOW_H, WINDOW_W, HAS_MASK, HAS_SHIFT, DOT_PRECISION,
         )
         grad_v = tl.dot(tl.trans(p.to(grad_out.dtype)), grad_out, input_precision=DOT_PRECISION)
         tl.store(grad_qkv_ptr + q_offsets + 2 * C, grad_v.to(grad_dtype), mask=tile_valid)
@@ -384,9 +388,9 @@ def _check_launch(qkv: torch.Tensor, tokens: int, head_dim: int) -> None:
     if qkv.dtype not in _SUPPORTED_DTYPES:
         raise TypeError(f"qkv: expected dtype float16, bfloat16, float32 or float64, got {qkv.dtype}")
     if tokens > MAX_TOKENS:
-        raise ValueError(f"tokens per window (ws*ws): the Triton kernel holds at most {MAX_TOKENS}, got {tokens}")
+        raise ValueError(f"tokens per window (wh*ww): the Triton kernels take at most {MAX_TOKENS}, got {tokens}")
     if head_dim > MAX_HEAD_DIM:
-        raise ValueError(f"head_dim = C // num_heads: the Triton kernel holds at most {MAX_HEAD_DIM}, got {head_dim}")
+        raise ValueError(f"head_dim = C // num_heads: the Triton kernels take at most {MAX_HEAD_DIM}, got {head_dim}")
     if qkv.device.type == "cpu" and not INTERPRETING:
         raise RuntimeError("qkv: the Triton kernels run CPU tensors only under TRITON_INTERPRET=1, got a CPU tensor")
 
@@ -402,26 +406,28 @@ class _Problem:
     constexprs for one call, from the op's arguments."""
 
     def __init__(self, qkv, rel_bias, mask, num_heads, scale, window_size, shift, image_layout):
-        tokens = qkv.shape[-2] if not image_layout else window_size * window_size
+        (wh, ww), (sh, sw) = window_size, shift
+        tokens = qkv.shape[-2] if not image_layout else wh * ww
         head_dim = qkv.shape[-1] // 3 // num_heads
         _check_launch(qkv, tokens, head_dim)
         if image_layout:
             B, H, W, _ = qkv.shape
-            self.num_windows = B * (H // window_size) * (W // window_size)
+            self.num_windows = B * (H // wh) * (W // ww)
         else:
             H = W = 1  # unused by the window layout
             self.num_windows = qkv.shape[0]
         self.scalars = dict(
-            H=H, W=W, shift=shift, num_mask_windows=1 if mask is None else mask.shape[0], **_split_scale(scale)
+            H=H, W=W, shift_h=sh, shift_w=sw, num_mask_windows=1 if mask is None else mask.shape[0], **_split_scale(scale)
         )
         self.constexprs = dict(
             NUM_HEADS=num_heads,
             HEAD_DIM=head_dim,
             N=tokens,
-            WINDOW_SIZE=window_size,
+            WINDOW_H=wh,
+            WINDOW_W=ww,
             IMAGE_LAYOUT=image_layout,
             HAS_MASK=mask is not None,
-            HAS_SHIFT=image_layout and shift > 0,
+            HAS_SHIFT=image_layout and (sh > 0 or sw > 0),
             BLOCK_N=max(16, triton.next_power_of_2(tokens)),
             BLOCK_D=max(16, triton.next_power_of_2(head_dim)),
             DOT_PRECISION=_dot_precision(qkv),
@@ -455,10 +461,20 @@ def backward_windows_per_program(num_windows: int) -> int:
     return triton.cdiv(num_windows, min(num_windows, MAX_BIAS_PROGRAMS_PER_HEAD))
 
 
+def _register_kernel_takes(problem: _Problem) -> bool:
+    """Small windows keep today's fast path, this module's register kernels (a whole window in
+    registers); more than REGISTER_KERNEL_MAX_TOKENS tokens or a head_dim above
+    REGISTER_KERNEL_MAX_HEAD_DIM go to the flash kernels (window_attention_flash.py)."""
+    return (problem.constexprs["N"] <= REGISTER_KERNEL_MAX_TOKENS
+            and problem.constexprs["HEAD_DIM"] <= REGISTER_KERNEL_MAX_HEAD_DIM)
+
+
 def _forward(qkv, rel_bias, mask, num_heads, scale, window_size, shift, image_layout):
     qkv, rel_bias = qkv.contiguous(), rel_bias.contiguous()
     mask = None if mask is None else mask.contiguous()
     problem = _Problem(qkv, rel_bias, mask, num_heads, scale, window_size, shift, image_layout)
+    if not _register_kernel_takes(problem):
+        return _flash.flash_forward(qkv, rel_bias, mask, num_heads, scale, window_size, shift, image_layout)
     out = qkv.new_empty((*qkv.shape[:-1], qkv.shape[-1] // 3))
     if problem.num_windows == 0:
         return out
@@ -481,6 +497,8 @@ def _backward(grad_out, qkv, rel_bias, mask, num_heads, scale, window_size, shif
     grad_out, qkv, rel_bias = grad_out.contiguous(), qkv.contiguous(), rel_bias.contiguous()
     mask = None if mask is None else mask.contiguous()
     problem = _Problem(qkv, rel_bias, mask, num_heads, scale, window_size, shift, image_layout)
+    if not _register_kernel_takes(problem):
+        return _flash.flash_backward(grad_out, qkv, rel_bias, mask, num_heads, scale, window_size, shift, image_layout)
     grad_qkv = torch.empty_like(qkv)
     if problem.num_windows == 0:
         return grad_qkv, torch.zeros_like(rel_bias)
@@ -501,7 +519,7 @@ def _backward(grad_out, qkv, rel_bias, mask, num_heads, scale, window_size, shif
 def _window_attention(
     qkv: torch.Tensor, rel_bias: torch.Tensor, mask: Optional[torch.Tensor], num_heads: int, scale: float
 ) -> torch.Tensor:
-    return _forward(qkv, rel_bias, mask, num_heads, scale, window_size=1, shift=0, image_layout=False)
+    return _forward(qkv, rel_bias, mask, num_heads, scale, window_size=(1, 1), shift=(0, 0), image_layout=False)
 
 
 @torch.library.custom_op("swinir_kernels::_window_attention_backward_triton", mutates_args=())
@@ -513,24 +531,34 @@ def _window_attention_backward(
     num_heads: int,
     scale: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    return _backward(grad_out, qkv, rel_bias, mask, num_heads, scale, window_size=1, shift=0, image_layout=False)
+    return _backward(grad_out, qkv, rel_bias, mask, num_heads, scale, window_size=(1, 1), shift=(0, 0), image_layout=False)
 
 
-@torch.library.custom_op("swinir_kernels::shifted_window_attention_triton", mutates_args=())
+# The schemas are the C++ ones (csrc/swinir_ops.cpp): window_size (wh, ww) and shift (sh, sw) are int[2].
+@torch.library.custom_op(
+    "swinir_kernels::shifted_window_attention_triton",
+    mutates_args=(),
+    schema="(Tensor qkv, Tensor rel_bias, int num_heads, int[2] window_size, int[2] shift, float scale) -> Tensor",
+)
 def _shifted_window_attention(
-    qkv: torch.Tensor, rel_bias: torch.Tensor, num_heads: int, window_size: int, shift: int, scale: float
+    qkv: torch.Tensor, rel_bias: torch.Tensor, num_heads: int, window_size: list[int], shift: list[int], scale: float
 ) -> torch.Tensor:
     return _forward(qkv, rel_bias, None, num_heads, scale, window_size, shift, image_layout=True)
 
 
-@torch.library.custom_op("swinir_kernels::_shifted_window_attention_backward_triton", mutates_args=())
+@torch.library.custom_op(
+    "swinir_kernels::_shifted_window_attention_backward_triton",
+    mutates_args=(),
+    schema="(Tensor grad_out, Tensor qkv, Tensor rel_bias, int num_heads, int[2] window_size, int[2] shift,"
+    " float scale) -> (Tensor, Tensor)",
+)
 def _shifted_window_attention_backward(
     grad_out: torch.Tensor,
     qkv: torch.Tensor,
     rel_bias: torch.Tensor,
     num_heads: int,
-    window_size: int,
-    shift: int,
+    window_size: list[int],
+    shift: list[int],
     scale: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     return _backward(grad_out, qkv, rel_bias, None, num_heads, scale, window_size, shift, image_layout=True)
@@ -544,3 +572,8 @@ register_fake_and_autograd(
     "swinir_kernels::_shifted_window_attention_backward_triton",
     image_layout=True,
 )
+
+
+# The flash kernels (larger windows, wider heads) import this module's helpers, so they are imported
+# last: whichever of the two modules is imported first, the other then finds what it needs.
+from . import window_attention_flash as _flash  # noqa: E402

@@ -215,13 +215,13 @@ def test_import_without_the_extension_warns_once_and_uses_the_reference():
 
 
 def test_requested_cuda_backend_names_the_attention_window_limit():
-    """The chooser passes the call's window and head sizes to the CUDA limits (windows of 12x12 = 144
-    tokens are beyond the CUDA kernel): the error names the limit, not some later failure."""
-    qkv = torch.zeros(1, 12, 12, 3 * 8)
-    args = (qkv, torch.zeros(2, 144, 144), 2, 12, 6, None)
+    """The chooser passes the call's window and head sizes to the CUDA limits (a 33 x 32 window, 1056
+    tokens, is beyond the CUDA kernels' 1024): the error names the limit, not some later failure."""
+    qkv = torch.zeros(1, 33, 32, 3 * 8)
+    args = (qkv, torch.zeros(2, 1056, 1056), 2, (33, 32), (16, 16), None)
     with sk.use_backend("cuda"):
         choice = _dispatch.plan(registry.get("shifted_window_attention"), args)
-    assert choice.refused and "at most 64 tokens per window, got 144" in choice.reason
+    assert choice.refused and "at most 1024 tokens per window, got 1056" in choice.reason
 
 
 @pytest.fixture

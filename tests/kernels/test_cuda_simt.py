@@ -203,12 +203,14 @@ def test_float_to_tf32_rounds_to_nearest_ties_away():
 
 
 def permute_job(directory, x, to_windows, ws, shift, H, W, src_offset, dst_offset, order, seed):
-    """A window_permute run of x (image when to_windows, else windows) and the shape of its output."""
-    B = x.shape[0] if to_windows else x.shape[0] // ((H // ws) * (W // ws))
+    """A window_permute run of x (image when to_windows, else windows) and the shape of its output; ws and
+    shift are ints (both axes) or (along H, along W) pairs."""
+    (wh, ww), (sh, sw) = reference.pair(ws), reference.pair(shift)
+    B = x.shape[0] if to_windows else x.shape[0] // ((H // wh) * (W // ww))
     keys = dict(to_windows=int(to_windows), batch=B, height=H, width=W, channels=x.shape[-1],
-                element_size=x.element_size(), window_size=ws, shift=shift, src_offset=src_offset,
-                dst_offset=dst_offset)
-    shape = (B * (H // ws) * (W // ws), ws * ws, x.shape[-1]) if to_windows else (B, H, W, x.shape[-1])
+                element_size=x.element_size(), window_h=wh, window_w=ww, shift_h=sh, shift_w=sw,
+                src_offset=src_offset, dst_offset=dst_offset)
+    shape = (B * (H // wh) * (W // ww), wh * ww, x.shape[-1]) if to_windows else (B, H, W, x.shape[-1])
     return (directory, keys, {"src": raw_bytes(x)}, order, seed), shape
 
 
@@ -230,6 +232,33 @@ def test_window_partition_and_reverse(harness, tmp_path, dtype, B, H, W, C, ws):
                                      H, W, src_offset, dst_offset, order, seed)
             jobs.append(job)
             checks.append((job[0], shape, expected, f"{direction}, {where}"))
+    run_harness_all(harness, "window_permute", jobs)
+    for directory, shape, expected, where in checks:
+        assert torch.equal(read_output(directory, "dst", dtype, shape), expected), where
+
+
+# (B, H, W, C, (wh, ww), shifts (sh, sw)): rectangular windows, per-axis shifts of any sign (0 on one axis).
+RECTANGULAR_PARTITIONS = [
+    (1, 8, 24, 3, (4, 8), [(2, 5), (0, 3), (-1, 0)]),
+    (2, 16, 8, 2, (8, 4), [(4, 0), (0, 2), (3, -2)]),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+@pytest.mark.parametrize("B,H,W,C,ws,shift_pairs", RECTANGULAR_PARTITIONS,
+                         ids=[f"{h}x{w}-ws{ws[0]}x{ws[1]}" for _, h, w, _, ws, _ in RECTANGULAR_PARTITIONS])
+def test_window_partition_and_reverse_rectangular(harness, tmp_path, dtype, B, H, W, C, ws, shift_pairs):
+    """wh x ww windows with (sh, sw) shifts: bit-exact against the reference both ways."""
+    x = distinct((B, H, W, C), dtype)
+    jobs, checks = [], []
+    for index, shift in enumerate(shift_pairs):
+        order, seed = next_schedule()
+        windows = reference.window_partition(x, ws, shift)
+        for direction, source, expected in (("partition", x, windows), ("reverse", windows, x)):
+            job, shape = permute_job(tmp_path / f"{direction}{index}", source, direction == "partition", ws, shift,
+                                     H, W, 0, 0, order, seed)
+            jobs.append(job)
+            checks.append((job[0], shape, expected, f"{direction}, shift={shift} order={order} seed={seed}"))
     run_harness_all(harness, "window_permute", jobs)
     for directory, shape, expected, where in checks:
         assert torch.equal(read_output(directory, "dst", dtype, shape), expected), where
@@ -320,8 +349,9 @@ def attention_job(directory, op, qkv, rel_bias, mask, grad_out, kwargs, order, s
                 scale=repr((C // num_heads) ** -0.5), qkv_offset=qkv_offset)
     if op == "shifted_window_attention":
         B, H, W, _ = qkv.shape
-        keys.update(layout="image", batch=B, height=H, width=W, window_size=kwargs["window_size"], shift=kwargs["shift"])
-        N = kwargs["window_size"] ** 2
+        (wh, ww), (sh, sw) = reference.pair(kwargs["window_size"]), reference.pair(kwargs["shift"])
+        keys.update(layout="image", batch=B, height=H, width=W, window_h=wh, window_w=ww, shift_h=sh, shift_w=sw)
+        N = wh * ww
     else:
         keys.update(layout="window", num_windows=qkv.shape[0], tokens=qkv.shape[1],
                     mask_windows=0 if mask is None else mask.shape[0])

@@ -43,7 +43,9 @@ SAMPLES = [
         "transposed-input",
         lambda d, g: (_t((2, 24, 16, 5), d, False).transpose(1, 2).requires_grad_(g), 8, 0),
     ),
+    Sample("window_partition", "window_partition", "rectangle-per-axis-shift", lambda d, g: (_t((2, 8, 32, 5), d, g), [4, 16], [2, -5])),
     Sample("window_reverse", "window_reverse", "shift", lambda d, g: (_t((12, 64, 5), d, g), 8, 16, 48, 4)),
+    Sample("window_reverse", "window_reverse", "rectangle-per-axis-shift", lambda d, g: (_t((8, 64, 3), d, g), [4, 16], 8, 64, [0, 8])),
     Sample("window_reverse", "window_reverse", "fp16", lambda d, g: (_t((3, 49, 4), d, g, torch.float16), 7, 21, 7, 3)),
     Sample(
         "pixel_shuffle",
@@ -86,6 +88,19 @@ SAMPLES = [
         "shifted_window_attention",
         "shift",
         lambda d, g: (_t((1, 8, 8, 60), d, g), _t((2, 16, 16), d, g), 2, 4, 2, 10**-0.5),
+    ),
+    # DAT's rectangles: 4 x 8 windows shifted (2, 4) over an 8 x 16 image.
+    Sample(
+        "shifted_window_attention",
+        "shifted_window_attention",
+        "rectangle",
+        lambda d, g: (_t((1, 8, 16, 60), d, g), _t((2, 32, 32), d, g), 2, [4, 8], [2, 4], 10**-0.5),
+    ),
+    Sample(
+        "_shifted_window_attention_backward",
+        "shifted_window_attention",
+        "rectangle",
+        lambda d, g: (_t((1, 8, 16, 20), d, False), _t((1, 8, 16, 60), d, False), _t((2, 32, 32), d, False), 2, [4, 8], [0, 4], 0.3),
     ),
     Sample(
         "_shifted_window_attention_backward",

@@ -20,10 +20,51 @@ def test_committed_predictions_are_the_scripts_output(tmp_path):
     predict_attention.main(["--out", str(out)])
 
     def table(text):
-        return [line for line in text.splitlines() if line.startswith("| SwinIR")]
+        return [line for line in text.splitlines() if line.startswith(("| SwinIR", "| HAT", "| DAT"))]
 
     committed = open(os.path.join(ROOT, "bench", "results", "attention-predictions.md")).read()
     assert table(out.read_text()) == table(committed)
+    for kernel in ("cuda flash forward", "cuda flash backward", "triton flash forward", "triton flash backward"):
+        assert any(line.startswith(f"| HAT (16x16, C 180) | {kernel} |") for line in table(committed)), kernel
+
+
+def test_flash_predictions_state_their_bound():
+    """The flash kernels at HAT's shape: forward and backward, each with a time above its HBM roofline and
+    the term that bounds it."""
+    for kernel in predict_attention.flash_kernels():
+        prediction = predict_attention.predict_flash(kernel, predict_attention.GPUS["H100 SXM"])
+        assert prediction["seconds"] > prediction["roofline"] > 0
+        assert prediction["bound"] in prediction["terms"] and 0 < prediction["fraction"] < 1
+
+
+def test_triton_flash_predictions_cover_both_shapes_and_directions():
+    """The Triton flash kernels at HAT's 16x16 and DAT's 8x32 windows (256 tokens each): forward and backward
+    predicted from the static report's sm_90 rows, a share of the roofline in (0, 1] and a stated bound on both
+    GPUs; the backward is the sum of its four parts, the dK/dV part counting the partials' read-modify-write."""
+    with open(predict_attention.REPORT) as f:
+        report = list(csv.DictReader(f))
+    entries = {(e["label"].split()[0], e["direction"]): e for e in predict_attention.triton_flash_predictions(report)}
+    assert set(entries) == {(shape, d) for shape in ("HAT", "DAT") for d in ("forward", "backward")}
+    for (shape, direction), entry in entries.items():
+        assert not entry["missing"], (shape, direction)
+        for gpu in predict_attention.GPUS:
+            prediction = entry[gpu]
+            assert 0 < prediction["fraction"] <= 1 and prediction["seconds"] > prediction["roofline"] > 0
+            assert prediction["bound"].split()[0] in prediction["terms"]
+            parts = [p[gpu]["seconds"] for _, _, p in entry["parts"]]
+            assert prediction["seconds"] == pytest.approx(sum(parts))
+        assert [launch.name for launch, _, _ in entry["parts"]] == (
+            ["forward"] if direction == "forward" else ["preprocess", "dK/dV", "dQ", "partial sum"])
+    launches = predict_attention.triton_flash_launches((16, 16), 180, 6)
+    dkdv = launches["backward"][1]
+    window_heads = 256 * 6
+    assert dkdv.programs == 10 * 6 * 4  # 10 window groups x 6 heads x 4 key blocks of 64
+    # The partials' read-modify-write alone (fp32, every window but each group's first reads) is in its L2 bytes.
+    assert dkdv.l2_bytes > (2 * 256 - 10) * 6 * 256 * 256 * 4
+    # The forward re-reads the k, v tiles per query block (4 of 64 rows) and the bias per (window, head).
+    forward = launches["forward"][0]
+    assert forward.programs == window_heads * 4
+    assert forward.l2_bytes > window_heads * (8 * 256 * 60 + 256 * 256 * 2)
 
 
 def benchmark(provider, mode, channels, median_s, dtype="bfloat16"):

@@ -416,6 +416,10 @@ KEY_CASES = [
     ("shifted_window_attention", lambda: (image(16, 7, 7, 60), torch.randn(2, 49, 49), 2, 7, 3, 0.2)),
     ("window_attention", lambda: (torch.randn(3 * 169, 64, 180), torch.randn(6, 64, 64), torch.zeros(169, 64, 64), 6, 0.2)),
     ("window_attention", lambda: (torch.randn(130, 49, 60), torch.randn(2, 49, 49, dtype=torch.float64), None, 2, 0.2)),
+    # The Swin family's windows: DAT's 8 x 32 shifted (4, 16), DRCT's head_dim 122 in HAT's 16 x 16, SRFormer's 22 x 22.
+    ("shifted_window_attention", lambda: (image(2, 64, 96, 270), torch.randn(3, 256, 256), 3, (8, 32), (4, 16), 0.2)),
+    ("shifted_window_attention", lambda: (image(1, 80, 48, 366, dtype=torch.bfloat16), torch.randn(3, 256, 256), 3, 16, 8, 0.2)),
+    ("window_attention", lambda: (torch.randn(2 * 9, 484, 540), torch.randn(6, 484, 484), torch.zeros(9, 484, 484), 6, 0.2)),
     ("pixel_shuffle", lambda: (torch.randn(2, 48, 70, 300), 4, torch.ones(3), torch.zeros(3), 279, 1198)),
     ("pixel_shuffle", lambda: (torch.randn(1, 256, 64, 64).contiguous(memory_format=torch.channels_last), 2, None, None, 128, 128)),
     ("pixel_shuffle", lambda: (torch.randn(1, 12, 5, 7), 2, None, torch.zeros(3), 10, 14)),

@@ -153,8 +153,9 @@ def test_other_window_sizes_and_head_dims(backend, op, dtype, case):
 
 
 # The Swin family's head_dims beyond 64 (issue 24): DRCT's dense layers 53, 77 and 122, HAT's 16x16
-# windows (256 tokens), and the CPU kernel's declared limit of 128. The C++ CPU kernel takes them; the
-# CUDA and Triton kernels declare 64 and the chooser sends such calls elsewhere.
+# windows (256 tokens), and the kernels' declared limit of 128 (every backend at and past its limits:
+# tests/kernels/test_limits.py; the family's windows on every backend:
+# tests/kernels/test_window_attention_properties.py).
 FAMILY_HEAD_DIM_CASES = [
     (1, 1, 2, 16, 8, 122, 1),
     (1, 2, 1, 8, 4, 2 * 53, 2),
@@ -184,13 +185,15 @@ def test_cpu_kernel_takes_the_familys_head_dims(op, dtype, case):
 
 
 @pytest.mark.parametrize("op", OPS)
-@pytest.mark.parametrize("tokens, head_dim, reason", [(144, 16, "at most 64 tokens"), (64, 96, "head_dim at most 64")])
+@pytest.mark.parametrize("tokens, head_dim, reason", [(1025, 16, "at most 1024 tokens"), (64, 129, "head_dim at most 128")])
 def test_cuda_backend_knows_its_attention_limits(op, tokens, head_dim, reason):
-    """The CUDA kernel raises beyond 64 tokens or head_dim 64; the chooser must say so, not call it
+    """The CUDA kernels raise beyond 1024 tokens or head_dim 128; the chooser must say so, not call them
     (each backend at and past its limits: tests/kernels/test_limits.py)."""
+    if not HAS_C_EXTENSION:
+        pytest.skip("swinir_kernels._C is not built: the CUDA limits come from it")
     why_not = backend_available("cuda", op, torch.empty(0), tokens=tokens, head_dim=head_dim)
     assert why_not is not None and reason in why_not, why_not
-    if HAS_C_EXTENSION and tokens > 64:  # the CPU kernel takes any window (its head_dim limit is the same)
+    if tokens > 1024:  # the CPU kernel takes any window
         assert backend_available("cpu", op, torch.empty(0), tokens=tokens, head_dim=head_dim) is None
 
 
@@ -311,19 +314,25 @@ def test_triton_bias_gradient_programs_with_a_remainder(op, monkeypatch):
 
 
 @pytest.mark.skipif(not HAS_C_EXTENSION, reason="swinir_kernels._C is not built")
-def test_cpu_baseline_isa_path_matches_reference():
-    """The C++ kernel's arithmetic is compiled for the baseline ISA and for AVX2+FMA; ATen's capability
-    picks one, so ATEN_CPU_CAPABILITY=default forces the baseline build (the one CPUs without AVX2 run)."""
+@pytest.mark.parametrize("capability", ["default", "avx2"])
+def test_cpu_isa_builds_match_reference(capability):
+    """The C++ kernel's arithmetic is compiled for the baseline ISA, for AVX2+FMA and for AVX-512; ATen's
+    capability picks one (the widest the CPU has), so ATEN_CPU_CAPABILITY=default forces the baseline
+    build (CPUs without AVX2) and =avx2 the AVX2 one (CPUs without AVX-512), which an AVX-512 machine
+    would otherwise never run. Square and rectangular windows, 64 and 256 tokens (row blocks)."""
+    if capability == "avx2" and torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+        pytest.skip(f"this CPU has no AVX2 (ATen capability {torch.backends.cpu.get_cpu_capability()})")
     result = run_python(
-        """
+        f"""
         import torch, swinir_kernels
         from swinir_kernels import reference
-        assert torch.backends.cpu.get_cpu_capability() == "DEFAULT"
+        assert torch.backends.cpu.get_cpu_capability() == "{capability.upper()}"
         torch.manual_seed(0)
-        for ws, shift, C, heads in ((8, 4, 60, 2), (7, 3, 20, 2)):
-            qkv = torch.randn(2, 2 * ws, 3 * ws, 3 * C, requires_grad=True)
-            bias = torch.randn(heads, ws * ws, ws * ws, requires_grad=True)
-            grad = torch.randn(2, 2 * ws, 3 * ws, C)
+        for ws, shift, C, heads in ((8, 4, 60, 2), (7, 3, 20, 2), ((8, 32), (4, 16), 90, 3), (16, 8, 122, 1)):
+            (wh, ww) = reference.pair(ws)
+            qkv = torch.randn(2, 2 * wh, 3 * ww, 3 * C, requires_grad=True)
+            bias = torch.randn(heads, wh * ww, wh * ww, requires_grad=True)
+            grad = torch.randn(2, 2 * wh, 3 * ww, C)
             outputs = []
             for backend in ("cpu", "reference"):
                 with swinir_kernels.use_backend(backend):
@@ -333,7 +342,7 @@ def test_cpu_baseline_isa_path_matches_reference():
                 torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
         print("ok")
         """,
-        ATEN_CPU_CAPABILITY="default",
+        ATEN_CPU_CAPABILITY=capability,
     )
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
 
@@ -685,9 +694,9 @@ def test_triton_fp32_precision_setting(monkeypatch):
         kernels._dot_precision(fp32)
 
 
-def test_triton_refuses_more_than_64_tokens_per_window():
-    qkv = torch.randn(2, 81, 3 * 20, device=device_for("triton"))
-    rel_bias = torch.randn(2, 81, 81, device=qkv.device)
+def test_triton_refuses_more_than_1024_tokens_per_window():
+    qkv = torch.randn(1, 1025, 3 * 2, device=device_for("triton"))
+    rel_bias = torch.randn(2, 1025, 1025, device=qkv.device)
     skip_unless_runs("triton", "window_attention", qkv)
-    with pytest.raises(ValueError, match="tokens per window .*at most 64, got 81"):
+    with pytest.raises(ValueError, match="tokens per window .*at most 1024, got 1025"):
         torch.ops.swinir_kernels.window_attention_triton(qkv, rel_bias, None, 2, 0.3)

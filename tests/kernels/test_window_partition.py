@@ -6,6 +6,8 @@ catches any misplaced element. The Triton backend runs under TRITON_INTERPRET=1 
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 import swinir_kernels as sk
 from swinir_kernels import reference
@@ -200,3 +202,22 @@ def test_triton_channel_offsets_past_2_31(op):
         result = torch.ops.swinir_kernels.window_reverse_triton(windows, 8, 8, 8, 4)
         expected = reference.window_reverse(windows.contiguous(), 8, 8, 8, 4)
     assert torch.equal(result, expected)
+
+
+@pytest.mark.parametrize("backend,device", KERNEL_BACKENDS)
+@given(data=st.data())
+def test_any_window_and_shift_is_the_reference_permutation(backend, device, data):
+    """Hypothesis: rectangular and square windows (wh, ww), shifts of any sign and size on each axis
+    (beyond the image too: the roll is modulo H and W), several windows per row and column, any dtype:
+    partition is the reference's permutation bit for bit, and reverse undoes it."""
+    skip_unless_runs(backend, "window_partition", torch.empty(0, device=device))
+    wh, ww = data.draw(st.integers(1, 12), label="wh"), data.draw(st.integers(1, 12), label="ww")
+    B, rows, cols = (data.draw(st.integers(1, 3), label=name) for name in ("B", "rows", "cols"))
+    H, W = rows * wh, cols * ww
+    shift = (data.draw(st.integers(-2 * H, 2 * H), label="sh"), data.draw(st.integers(-2 * W, 2 * W), label="sw"))
+    dtype = data.draw(st.sampled_from(DTYPES), label="dtype")
+    C = data.draw(st.integers(1, max(1, min(6, 16384 // (B * H * W)))), label="C")
+    x = distinct((B, H, W, C), dtype, device)
+    windows = run(backend, "window_partition", x, (wh, ww), shift)
+    assert torch.equal(windows, reference.window_partition(x, (wh, ww), shift))
+    assert torch.equal(run(backend, "window_reverse", windows, (wh, ww), H, W, shift), x)

@@ -1,6 +1,6 @@
 // window_partition / window_reverse through launch_window_permute, with the parameters filled as
 // csrc/cuda/window_partition.cpp does. Case keys: to_windows (0/1), batch, height, width, channels,
-// element_size, window_size, shift (any sign), src_offset, dst_offset (bytes); file src; writes dst.
+// element_size, window_h, window_w, shift_h, shift_w (any sign), src_offset, dst_offset (bytes); file src; writes dst.
 #include "case_io.h"
 #include "drivers.h"
 #include "window_partition_kernel.h"
@@ -28,9 +28,10 @@ void run_window_permute(const Case& c) {
   params.height = height;
   params.width = width;
   params.pixel_bytes = pixel_bytes;
-  params.window_size = c.integer("window_size");
-  params.shift_h = positive_mod(c.integer("shift"), height);
-  params.shift_w = positive_mod(c.integer("shift"), width);
+  params.window_h = c.integer("window_h");
+  params.window_w = c.integer("window_w");
+  params.shift_h = positive_mod(c.integer("shift_h"), height);
+  params.shift_w = positive_mod(c.integer("shift_w"), width);
   params.to_windows = c.integer("to_windows") != 0;
   check_launch(swinir_kernels::cuda::launch_window_permute(params, nullptr), "launch_window_permute");
   c.write("dst", dst->data(), dst->size());
