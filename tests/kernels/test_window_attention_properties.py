@@ -209,3 +209,32 @@ def test_rectangular_window_errors_name_the_argument(window_size, shift, message
     qkv, rel_bias = torch.randn(1, 16, 64, 9), torch.randn(1, 256, 256)
     with pytest.raises(ValueError, match=message):
         swinir_kernels.shifted_window_attention(qkv, rel_bias, num_heads=1, window_size=window_size, shift=shift)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_compile_fullgraph_with_rectangles_and_padding(backend):
+    """torch.compile(fullgraph=True) traces DAT's call (8 x 16 windows shifted (4, 8), zero-padded from
+    13 x 21): one graph holding the op, equal to eager, forward and gradients (the fakes take int[2])."""
+    import torch._dynamo.testing
+
+    device = device_for(backend)
+    qkv = torch.randn(1, 13, 21, 3 * 24, device=device, requires_grad=True)
+    rel_bias = torch.randn(2, 128, 128, device=device, requires_grad=True)
+    skip_unless_runs(backend, "shifted_window_attention", qkv, tokens=128, head_dim=12)
+
+    def attention(q, b):
+        return swinir_kernels.shifted_window_attention(
+            q, b, num_heads=2, window_size=(8, 16), shift=(4, 8), padded_size=(16, 32)
+        )
+
+    counter = torch._dynamo.testing.CompileCounterWithBackend("eager")
+    torch._dynamo.reset()
+    with swinir_kernels.use_backend(backend):
+        out = torch.compile(attention, backend=counter, fullgraph=True)(qkv, rel_bias)
+        expected = attention(qkv, rel_bias)
+    grad_out = torch.randn_like(out)
+    grads = torch.autograd.grad(out, (qkv, rel_bias), grad_out)
+    expected_grads = torch.autograd.grad(expected, (qkv, rel_bias), grad_out)
+    ops = [node.target for node in counter.graphs[0].graph.nodes if node.op == "call_function"]
+    assert counter.frame_count == 1 and any("shifted_window_attention" in str(op) for op in ops), ops
+    assert_all_close((out, *grads), (expected, *expected_grads), **tolerances.TOLERANCES[torch.float32])
