@@ -68,10 +68,9 @@ inline AttentionDims window_attention_dims(const at::Tensor& qkv, const at::Tens
   return d;
 }
 
-// qkv (B, H, W, 3C) with H a multiple of wh and W of ww, 0 <= sh < wh, 0 <= sw < ww,
-// rel_bias (nH, wh*ww, wh*ww).
-inline AttentionDims shifted_window_attention_dims(const at::Tensor& qkv, const at::Tensor& rel_bias,
-                                                   int64_t num_heads, const AxisPair& window, const AxisPair& shift) {
+// The image layout's windows: qkv (B, H, W, 3C) with H a multiple of wh and W of ww, 0 <= sh < wh,
+// 0 <= sw < ww (every backend's host code; the CPU kernel has no head_dim limit of the CUDA ones below).
+inline void check_image_windows(const at::Tensor& qkv, const AxisPair& window, const AxisPair& shift) {
   check_dim(qkv, 4, "qkv", "(B, H, W, 3C)");
   check_multiple(qkv.size(1), window.h, "qkv.shape[1] (H)", "window_size[0]");
   check_multiple(qkv.size(2), window.w, "qkv.shape[2] (W)", "window_size[1]");
@@ -79,6 +78,12 @@ inline AttentionDims shifted_window_attention_dims(const at::Tensor& qkv, const 
                     window.h, ", got ", shift.h);
   TORCH_CHECK_VALUE(0 <= shift.w && shift.w < window.w, "shift[1]: expected 0 <= shift[1] < window_size[1]=",
                     window.w, ", got ", shift.w);
+}
+
+// check_image_windows, and rel_bias (nH, wh*ww, wh*ww).
+inline AttentionDims shifted_window_attention_dims(const at::Tensor& qkv, const at::Tensor& rel_bias,
+                                                   int64_t num_heads, const AxisPair& window, const AxisPair& shift) {
+  check_image_windows(qkv, window, shift);
   const int64_t B = qkv.size(0), H = qkv.size(1), W = qkv.size(2);
   AttentionDims d{B * (H / window.h) * (W / window.w), window.h * window.w, 0, 0, 0, B, H, W};
   detail::check_heads_and_bias(d, qkv, rel_bias, num_heads);

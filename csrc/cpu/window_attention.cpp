@@ -43,6 +43,7 @@
 #include <vector>
 
 #include "../checks.h"
+#include "../window_attention_args.h"
 #include "../limits.h"
 
 namespace swinir_kernels {
@@ -509,16 +510,6 @@ void check_mask(const c10::optional<at::Tensor>& mask, const at::Tensor& qkv) {
                     mask->size(0), ", got ", qkv.size(0));
 }
 
-void check_image(const at::Tensor& qkv, const AxisPair& window, const AxisPair& shift) {
-  check_dim(qkv, 4, "qkv", "(B, H, W, 3C)");
-  check_multiple(qkv.size(1), window.h, "qkv.shape[1] (H)", "window_size[0]");
-  check_multiple(qkv.size(2), window.w, "qkv.shape[2] (W)", "window_size[1]");
-  TORCH_CHECK_VALUE(0 <= shift.h && shift.h < window.h, "shift[0]: expected 0 <= shift[0] < window_size[0]=",
-                    window.h, ", got ", shift.h);
-  TORCH_CHECK_VALUE(0 <= shift.w && shift.w < window.w, "shift[1]: expected 0 <= shift[1] < window_size[1]=",
-                    window.w, ", got ", shift.w);
-}
-
 void check_grad_out(const at::Tensor& grad_out, const at::Tensor& qkv) {
   check_same_device(qkv, grad_out, "qkv", "grad_out");
   auto expected = qkv.sizes().vec();
@@ -612,7 +603,7 @@ void check_window_inputs(const at::Tensor& qkv, const at::Tensor& rel_bias, cons
 
 void check_image_inputs(const at::Tensor& qkv, const at::Tensor& rel_bias, int64_t num_heads, const AxisPair& window,
                         const AxisPair& shift) {
-  check_image(qkv, window, shift);
+  check_image_windows(qkv, window, shift);
   check_qkv_channels(qkv, num_heads);
   check_rel_bias(rel_bias, qkv, num_heads, window.h * window.w);
 }
